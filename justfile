@@ -1,0 +1,39 @@
+# Recipes run inside .venv; `./dev <recipe>` bootstraps it first.
+set shell := ["bash", "-euo", "pipefail", "-c"]
+
+data := "data/hmdb51"
+shards := "shards"
+run := "runs/demo"
+
+default: demo
+
+# Install FFmpeg and the project with its dev tools (what ./dev does before any recipe).
+setup:
+    python -m pip install -e ".[dev]"
+
+# The whole path on the embedded default: synth -> extract -> eda -> train -> predict.
+demo:
+    lsvit-pipeline synth --out {{data}} --scale 0.1
+    lsvit-pipeline extract --data-root {{data}} --split 1 --out {{shards}}
+    lsvit-pipeline eda --shards {{shards}}/split1 --out reports/eda
+    lsvit-train --shards {{shards}} --config configs/demo.yaml --out {{run}}
+    lsvit-predict --checkpoint {{run}}/best.pt "$(find {{data}} -name '*.avi' | sort | head -n 1)"
+    @echo "reports: reports/eda/  run (metrics, curves.png, confusion.png, checkpoints): {{run}}/"
+
+# The whole CPU suite, slow tests included (GPU tests skip themselves without CUDA).
+test *args:
+    python -m pytest {{args}}
+
+# Quick iteration: skips tests marked slow.
+test-fast *args:
+    python -m pytest -m "not slow" {{args}}
+
+# Benchmarks against in-run baselines; each prints its ratios.
+bench:
+    python bench/extract.py
+    python bench/loader.py
+    python bench/model.py
+
+lint:
+    ruff check .
+    ruff format --check .
