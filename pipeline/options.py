@@ -17,21 +17,29 @@ def _opt(*names: str, help: str, envvar: str, **kw) -> typer.models.OptionInfo:
     return typer.Option(*names, help=help, envvar=f"LSVIT_{envvar}", show_envvar=True, **kw)
 
 
-DataRoot = Annotated[Path, _opt("--data-root", help="HMDB51 tree: <data-root>/<class>/<clip>.avi.", envvar="DATA_ROOT")]
+DataRoot = Annotated[
+    Path, _opt("--data-root", help="HMDB51 tree: <data-root>/<class>/<clip>.avi.", envvar="DATA_ROOT")
+]
 SplitsDir = Annotated[
     Path | None,
-    _opt("--splits-dir", help="Folder of <class>_test_split<N>.txt files (default: found inside --data-root).",
-         envvar="SPLITS_DIR"),
+    _opt(
+        "--splits-dir",
+        help="Folder of <class>_test_split<N>.txt files (default: found inside --data-root).",
+        envvar="SPLITS_DIR",
+    ),
 ]
-Split = Annotated[int, _opt("--split", help="Official split number: 1, 2 or 3.", envvar="SPLIT", min=1, max=3)]
-Shards = Annotated[Path, _opt("--shards", help="Shard folder written by `lsvit-pipeline extract`.", envvar="SHARDS")]
+Split = Annotated[
+    int, _opt("--split", help="Official split number: 1, 2 or 3.", envvar="SPLIT", min=1, max=3)
+]
+Shards = Annotated[
+    Path, _opt("--shards", help="Shard folder written by `lsvit-pipeline extract`.", envvar="SHARDS")
+]
 Workers = Annotated[
-    int | None, _opt("--workers", help="Worker processes (default: number of cores).", envvar="WORKERS", min=0)
+    int | None,
+    _opt("--workers", help="Worker processes (default: number of cores).", envvar="WORKERS", min=0),
 ]
 Seed = Annotated[int, _opt("--seed", help="Random seed; the same seed gives the same output.", envvar="SEED")]
-Device = Annotated[
-    str, _opt("--device", help="auto, cuda, cpu (and mps for training).", envvar="DEVICE")
-]
+Device = Annotated[str, _opt("--device", help="auto, cuda, cpu (and mps for training).", envvar="DEVICE")]
 Frames = Annotated[int, _opt("--frames", help="Frames sampled per clip.", envvar="FRAMES", min=1)]
 
 

@@ -1,0 +1,214 @@
+"""Decode a clip with torchcodec and keep only the sampled frames.
+
+Why a sequential walk instead of ``get_frames_at`` / ``get_frames_played_at``: HMDB51 clips are DivX AVIs
+with packed B-frames. Their packets (and torchcodec's exact-mode scan) count one frame more than the
+decoder outputs (409 vs 408), the decoded frames' timestamps are shifted against the packet timestamps and
+the last one has none. Index access therefore returns a neighbouring frame (index 100 gives frame 98) and
+time access cannot reach the last frame. Walking the decoder output in order is the only trustworthy
+frame count, and is pixel-identical to ``ffmpeg -i clip -f rawvideo -pix_fmt rgb24``. It costs one decode
+per clip; frames are dropped as they pass unless they may be sampled, so memory stays bounded.
+"""
+
+import functools
+import logging
+import re
+from collections.abc import Iterator
+from dataclasses import dataclass
+from pathlib import Path
+
+import torch
+from torchcodec import _core as tc_core
+from torchcodec.decoders import VideoDecoder
+from torchcodec.encoders import VideoEncoder
+
+from pipeline.errors import LsvitError
+from pipeline.sampling import num_padded, sample_indices
+
+log = logging.getLogger(__name__)
+
+DEVICES = ("auto", "cpu", "cuda", "cuda:N")
+# Packed B-frames and dropped placeholder frames make a decoded count 1-2 below the header normal; far
+# fewer decoded frames than the header promises means the file was cut short.
+TRUNCATION_SLACK = (2, 0.05)
+_CPP_PREFIX = re.compile(r"^.*?\.(?:cpp|h|cu):\d+,\s*")
+
+
+class DecodeError(LsvitError):
+    """A clip that cannot be decoded; the message is the short reason recorded in failures.jsonl."""
+
+
+@dataclass
+class DecodedClip:
+    """The sampled frames of one clip and what was learnt about it while decoding."""
+
+    frames: torch.Tensor
+    indices: list[int]
+    padded: int
+    source_frames: int
+    header_frames: int | None
+    fps: float
+    duration: float
+    width: int
+    height: int
+
+
+@functools.cache
+def _cuda_decode_works(device: str) -> str | None:
+    """None when torchcodec can decode on ``device``, else why not (probed once per process)."""
+    if not torch.cuda.is_available():
+        return "torch.cuda.is_available() is False"
+    try:
+        clip = VideoEncoder(torch.zeros(2, 3, 64, 64, dtype=torch.uint8), frame_rate=25.0).to_tensor("mp4")
+        VideoDecoder(clip, device=device).get_frame_at(0)
+    except Exception as e:  # any failure here means "not usable", the reason is logged
+        return f"torchcodec cannot decode on {device} ({_reason(e)})"
+    return None
+
+
+def resolve_device(device: str) -> str:
+    """Turns a ``--device`` value into the concrete decode device.
+
+    Args:
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N``.
+
+    Returns:
+        ``cpu`` or a CUDA device string. ``auto`` picks ``cuda`` when torchcodec can decode on it and
+        otherwise falls back to ``cpu``, logging why once per process.
+
+    Raises:
+        LsvitError: If ``device`` is not one of the allowed values, or CUDA was asked for explicitly but
+            cannot be used.
+    """
+    if device == "cpu":
+        return device
+    if device == "auto":
+        why = _cuda_decode_works("cuda")
+        if why is None:
+            return "cuda"
+        _warn_once(f"decoding on CPU: CUDA not usable ({why})")
+        return "cpu"
+    if re.fullmatch(r"cuda(:\d+)?", device):
+        why = _cuda_decode_works(device)
+        if why is not None:
+            raise LsvitError(f"--device {device} cannot be used: {why}; pass --device cpu or auto")
+        return device
+    raise LsvitError(f"--device {device!r} is not valid; allowed: {', '.join(DEVICES)}")
+
+
+@functools.cache
+def _warn_once(message: str) -> None:
+    log.warning(message)
+
+
+def _reason(e: BaseException) -> str:
+    """The human part of a torchcodec/FFmpeg error: first line, without the C++ source location."""
+    text = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
+    return _CPP_PREFIX.sub("", text)
+
+
+def _open(path: Path, device: str) -> VideoDecoder:
+    try:
+        size = path.stat().st_size
+    except OSError as e:
+        raise DecodeError(f"cannot read file ({e.strerror or e})") from e
+    if size == 0:
+        raise DecodeError("empty file (0 bytes)")
+    try:
+        # approximate: the exact-mode scan would read the whole file for a frame table we do not use
+        return VideoDecoder(
+            path, seek_mode="approximate", dimension_order="NHWC", num_ffmpeg_threads=1, device=device
+        )
+    except ValueError as e:
+        if "best video stream" in str(e):
+            raise DecodeError("no video stream") from e
+        raise DecodeError(f"cannot open video: {_reason(e)}") from e
+    except RuntimeError as e:
+        reason = _reason(e).replace(str(path), "").replace("Could not open input file:", "").strip()
+        raise DecodeError(f"not a readable video ({reason or 'FFmpeg cannot open it'})") from e
+
+
+def _walk(decoder: VideoDecoder) -> Iterator[torch.Tensor]:
+    """Every frame the decoder outputs, in presentation order.
+
+    torchcodec's public API only offers index and time access, which are wrong for packed-B-frame AVIs
+    (see the module docstring); ``get_next_frame`` is its op for plain sequential decoding.
+    """
+    while True:
+        try:
+            frame, _pts, _duration = tc_core.get_next_frame(decoder._decoder)
+        except IndexError:  # end of stream
+            return
+        yield frame
+
+
+def _keep(decoder: VideoDecoder, wanted: set[int]) -> tuple[dict[int, torch.Tensor], int]:
+    kept: dict[int, torch.Tensor] = {}
+    count = 0
+    try:
+        for i, frame in enumerate(_walk(decoder)):
+            if i in wanted:
+                kept[i] = frame
+            count = i + 1
+    except RuntimeError as e:
+        raise DecodeError(f"decoding failed after {count} frames ({_reason(e)})") from e
+    return kept, count
+
+
+def decode_clip(path: Path, num_samples: int = 16, device: str = "cpu") -> DecodedClip:
+    """Decodes a clip and returns ``num_samples`` frames spread uniformly over the frames that decode.
+
+    One sequential decode counts the frames and keeps those that the sampling may pick for the count the
+    header suggests (a few counts around it); only when the real count is far off (a bad header) is the
+    clip decoded a second time for the missing frames.
+
+    Args:
+        path: The video file.
+        num_samples: Frames wanted (>= 1); short clips repeat their last frame.
+        device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (see :func:`resolve_device`).
+
+    Returns:
+        The sampled frames as a (T, H, W, 3) uint8 CPU tensor and the clip's metadata.
+
+    Raises:
+        DecodeError: If the file is missing, empty, not a video, has no video stream, decodes no frame or
+            decodes far fewer frames than its header promises (truncated).
+        LsvitError: If ``device`` is invalid.
+    """
+    if isinstance(num_samples, bool) or not isinstance(num_samples, int) or num_samples < 1:
+        raise ValueError(f"num_samples must be an int >= 1, got {num_samples!r}")
+    path = Path(path)
+    dev = resolve_device(device)
+    decoder = _open(path, dev)
+    meta = decoder.metadata
+    header = meta.num_frames_from_header
+    estimate = meta.num_frames  # header, else duration * fps
+    wanted = set()
+    if estimate:
+        for n in range(max(1, estimate - 2), estimate + 1):
+            wanted.update(sample_indices(n, num_samples))
+    kept, count = _keep(decoder, wanted)
+    if count == 0:
+        raise DecodeError("no decodable video frames")
+    if header and count < header - max(TRUNCATION_SLACK[0], TRUNCATION_SLACK[1] * header):
+        raise DecodeError(f"truncated or corrupt: header says {header} frames but only {count} decode")
+    indices = sample_indices(count, num_samples)
+    if not set(indices) <= kept.keys():
+        kept, recount = _keep(_open(path, dev), set(indices))
+        if recount != count:
+            raise DecodeError(f"decodes inconsistently ({count} frames, then {recount})")
+    frames = torch.stack([kept[i] for i in indices]).cpu()
+    if dev != "cpu" and decoder.cpu_fallback:
+        _warn_once(f"torchcodec fell back to CPU decoding: {decoder.cpu_fallback}")
+    fps = float(meta.average_fps or 0.0)
+    duration = float(meta.duration_seconds or (count / fps if fps else 0.0))
+    return DecodedClip(
+        frames=frames,
+        indices=indices,
+        padded=num_padded(count, num_samples),
+        source_frames=count,
+        header_frames=header,
+        fps=fps,
+        duration=duration,
+        width=int(frames.shape[2]),
+        height=int(frames.shape[1]),
+    )
