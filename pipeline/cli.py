@@ -14,6 +14,139 @@ app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 # (Commands are added below by the stage modules' owners.)
 
 
+def _xopt(*names: str, help: str, envvar: str, **kw) -> typer.models.OptionInfo:
+    return typer.Option(*names, help=help, envvar=f"LSVIT_{envvar}", show_envvar=True, **kw)
+
+
+@app.command()
+def synth(
+    out: Annotated[
+        Path, _xopt("--out", help="Root of the synthetic HMDB51-shaped tree.", envvar="SYNTH_OUT")
+    ] = Path("data/hmdb51"),
+    scale: Annotated[
+        float, _xopt("--scale", help="Fraction of the real per-class clip counts, in (0, 1].", envvar="SCALE")
+    ] = 0.1,
+    seed: o.Seed = 0,
+    workers: o.Workers = None,
+) -> None:
+    """Write the embedded default dataset: synthetic motion clips and official-format split files (resumable)."""
+    from pipeline.synth import synthesize
+
+    r = synthesize(out, scale=scale, seed=seed, workers=workers)
+    typer.echo(f"{r.classes} classes, {r.clips} clips ({r.written} new) in {r.out} [{r.seconds:.1f}s]")
+
+
+@app.command()
+def extract(
+    split: o.Split = 1,
+    data_root: o.DataRoot = Path("data/hmdb51"),
+    splits_dir: o.SplitsDir = None,
+    out: Annotated[
+        Path, _xopt("--out", help="Shard folder; writes <out>/split<N>/.", envvar="SHARDS_OUT")
+    ] = Path("shards"),
+    frames: o.Frames = 16,
+    device: o.Device = "auto",
+    workers: o.Workers = None,
+    include_unused: Annotated[
+        bool,
+        _xopt("--include-unused", help="Also write flag-0 clips to unused-*.tar.", envvar="INCLUDE_UNUSED"),
+    ] = False,
+    part: Annotated[
+        str, _xopt("--part", help="Extract only 0-based part i of N (i/N), then `merge`.", envvar="PART")
+    ] = "0/1",
+    jpeg_quality: Annotated[
+        int,
+        _xopt("--jpeg-quality", help="JPEG quality of the frames.", envvar="JPEG_QUALITY", min=1, max=100),
+    ] = 90,
+    shard_size: Annotated[
+        int, _xopt("--shard-size", help="Clips per shard.", envvar="SHARD_SIZE", min=1)
+    ] = 128,
+    balance_target: Annotated[
+        int | None,
+        _xopt(
+            "--balance-target",
+            help="Per-class target of the hybrid manifest (default: median).",
+            envvar="BALANCE_TARGET",
+            min=1,
+        ),
+    ] = None,
+    seed: o.Seed = 0,
+) -> None:
+    """Decode the clips of one official split into 16-frame JPEG WebDataset shards (resumable)."""
+    from pipeline.extract import ExtractConfig, run_extract
+
+    cfg = ExtractConfig(
+        data_root=data_root,
+        splits_dir=splits_dir,
+        out=out,
+        split=split,
+        frames=frames,
+        device=device,
+        workers=workers,
+        include_unused=include_unused,
+        part=part,
+        jpeg_quality=jpeg_quality,
+        shard_max_samples=shard_size,
+        seed=seed,
+        balance_target=balance_target,
+    )
+    r = run_extract(cfg)
+    typer.echo(
+        f"{r['samples']} samples in {r['shards']} shards ({r['resumed']} resumed) -> {r['split_dir']}/{r['index']}; "
+        f"{r['failures']} failures listed in {r['split_dir']}/failures*.jsonl"
+    )
+    if cfg.part[1] > 1:
+        typer.echo(f"when all {cfg.part[1]} parts are done: lsvit-pipeline merge {r['split_dir']}")
+
+
+@app.command()
+def merge(
+    split_dir: Annotated[
+        Path, typer.Argument(help="Split folder holding index-p<i>of<N>.json of every part.")
+    ],
+) -> None:
+    """Merge the outputs of `extract --part i/N` runs into index.json, failures.jsonl and manifests."""
+    from pipeline.merge import merge_parts
+
+    index = merge_parts(split_dir)
+    n = sum(s["count"] for s in index["shards"])
+    typer.echo(
+        f"{n} samples in {len(index['shards'])} shards, {index['num_failures']} failures -> {split_dir}/index.json"
+    )
+
+
+@app.command()
+def eda(
+    ctx: typer.Context,
+    shards: o.Shards = Path("shards"),
+    splits_dir: Annotated[
+        Path | None,
+        typer.Option(
+            "--splits-dir",
+            help="Folder of <class>_test_split<N>.txt files: class counts per split, without shards.",
+            envvar="LSVIT_SPLITS_DIR",
+            show_envvar=True,
+        ),
+    ] = None,
+    out: Annotated[
+        Path, typer.Option("--out", help="Report folder.", envvar="LSVIT_EDA_OUT", show_envvar=True)
+    ] = Path("reports/eda"),
+) -> None:
+    """Class balance and photometric statistics of the shards (or class counts of the split files alone)."""
+    from pipeline.eda import run_eda
+    from pipeline.eda_plots import print_summary
+
+    # --splits-dir means split-file mode; the default --shards only applies without it, and a value
+    # typed on the command line wins over one from the environment (both typed: run_eda refuses).
+    typed = {p: ctx.get_parameter_source(p).name == "COMMANDLINE" for p in ("shards", "splits_dir")}
+    if splits_dir is not None and typed["shards"] and not typed["splits_dir"]:
+        splits_dir = None
+    elif splits_dir is not None and not typed["shards"]:
+        shards = None
+    report = run_eda(shards, splits_dir, out)
+    print_summary(report, out)
+
+
 main = o.run_app(app)
 
 if __name__ == "__main__":

@@ -1,0 +1,293 @@
+"""``lsvit-pipeline extract``: HMDB51 clips -> 16-frame JPEG WebDataset shards, in parallel and resumable.
+
+Workers write whole shards of a fixed, sorted plan, so the output does not depend on the number of workers
+or their timing; finished shards survive an interruption and a rerun only redoes the rest.
+"""
+
+import hashlib
+import json
+import multiprocessing as mp
+import os
+import queue
+import re
+import signal
+import sys
+from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
+from concurrent.futures.process import BrokenProcessPool
+from dataclasses import asdict, dataclass
+from pathlib import Path
+
+import torch
+from tqdm import tqdm
+
+import pipeline
+from pipeline import shards as sh
+from pipeline.decode import DecodeError, decode_clip, resolve_device
+from pipeline.errors import LsvitError
+from pipeline.merge import index_name, write_index
+from pipeline.splits import ClipEntry, find_splits_dir, load_split
+from pipeline.stats import clip_stats
+
+_DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
+
+
+class ExtractError(LsvitError, ValueError):
+    """Bad extraction settings or an output folder that cannot be used."""
+
+
+@dataclass
+class ExtractConfig:
+    """Everything that decides an extraction; saved (resolved) in index.json."""
+
+    data_root: Path = Path("data/hmdb51")
+    splits_dir: Path | None = None
+    out: Path = Path("shards")
+    split: int = 1
+    frames: int = 16
+    device: str = "auto"
+    workers: int | None = None  # None: one per core; 0: in this process
+    include_unused: bool = False
+    part: tuple[int, int] | str = (0, 1)
+    jpeg_quality: int = 90
+    shard_max_samples: int = 128
+    seed: int = 0
+    balance_target: int | None = None
+
+    def __post_init__(self) -> None:
+        self.data_root = Path(self.data_root)
+        self.out = Path(self.out)
+        self.splits_dir = None if self.splits_dir is None else Path(self.splits_dir)
+        self.part = sh.parse_part(self.part)
+        if self.split not in (1, 2, 3):
+            raise ExtractError(f"split {self.split!r} is not an official split; allowed: 1, 2, 3")
+        checks = {
+            "frames": (self.frames, 1, None),
+            "jpeg_quality": (self.jpeg_quality, 1, 100),
+            "shard_max_samples": (self.shard_max_samples, 1, None),
+        }
+        for name, (value, lo, hi) in checks.items():
+            if not isinstance(value, int) or value < lo or (hi is not None and value > hi):
+                raise ExtractError(f"{name}={value!r}: need an int in [{lo}, {hi or 'inf'}]")
+        if self.workers is not None and self.workers < 0:
+            raise ExtractError(f"workers={self.workers!r}: need >= 0 (0 runs in this process)")
+        if self.balance_target is not None and self.balance_target < 1:
+            raise ExtractError(f"balance_target={self.balance_target!r}: need >= 1 or none (median count)")
+        if not _DEVICE_RE.match(self.device):
+            raise ExtractError(f"device {self.device!r} is not allowed; use auto, cpu, cuda or cuda:N")
+
+    @property
+    def subsets(self) -> list[str]:
+        """Subsets extracted, in shard-plan order."""
+        return ["train", "test", "unused"] if self.include_unused else ["train", "test"]
+
+    @property
+    def split_dir(self) -> Path:
+        """``<out>/split<N>``."""
+        return self.out / f"split{self.split}"
+
+    def to_json(self) -> dict:
+        """JSON-ready copy (paths as strings, part as ``"i/N"``)."""
+        d = asdict(self)
+        d.update({k: None if d[k] is None else str(d[k]) for k in ("data_root", "splits_dir", "out")})
+        d["part"] = f"{self.part[0]}/{self.part[1]}"
+        return d
+
+
+@dataclass(frozen=True)
+class _Task:
+    """What a worker needs to write one shard (picklable)."""
+
+    job: sh.ShardJob
+    data_root: Path
+    split_dir: Path
+    split: int
+    frames: int
+    device: str
+    jpeg_quality: int
+    fingerprint: str
+
+
+def _fingerprint(job: sh.ShardJob, cfg: ExtractConfig, device: str) -> str:
+    """What a shard is made from: its clips and every setting that changes its bytes."""
+    what = [pipeline.__version__, cfg.split, cfg.frames, cfg.jpeg_quality, device.split(":")[0]]
+    what += [[e.rel_path, e.label, e.subset] for e in job.entries]
+    return hashlib.sha1(json.dumps(what).encode()).hexdigest()
+
+
+def _clip_sample(entry: ClipEntry, task: _Task) -> dict | str:
+    """The WebDataset sample of one clip, or the reason it cannot be used."""
+    if entry.problem:
+        return f"unsafe clip name, not read: {entry.problem}"
+    path = task.data_root / entry.rel_path
+    if not path.is_file():
+        return "file not found" if not path.exists() else "not a regular file"
+    if path.stat().st_size == 0:
+        return "empty file (0 bytes)"
+    try:
+        clip = decode_clip(path, task.frames, task.device)
+    except DecodeError as e:
+        return str(e)
+    return sh.clip_sample(entry, clip, clip_stats(clip.frames), task.split, task.jpeg_quality)
+
+
+_progress: "mp.Queue | None" = None
+
+
+def _init_worker(progress: "mp.Queue") -> None:
+    global _progress
+    _progress = progress
+    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
+    torch.set_num_threads(1)  # parallelism comes from the processes
+
+
+def _run_shard(task: _Task, tick=None) -> dict:
+    """Writes one shard and then its record; returns the record."""
+    tick = tick or (lambda ok: _progress.put(ok))
+    failures: list[dict] = []
+    samples: list[dict] = []
+
+    def produce():
+        for entry in task.job.entries:
+            result = _clip_sample(entry, task)
+            if isinstance(result, str):
+                failures.append(
+                    {"clip": entry.rel_path, "class": entry.cls, "subset": entry.subset, "reason": result}
+                )
+            else:
+                samples.append({"key": result["__key__"], "class": entry.cls, "clip": entry.rel_path})
+                yield result
+            tick(not isinstance(result, str))
+
+    info = sh.write_shard(task.split_dir / task.job.name, produce())
+    record = {"url": task.job.name, "subset": task.job.subset, "number": task.job.number, **info}
+    record.update(fingerprint=task.fingerprint, samples=samples, failures=failures)
+    sh.write_json_atomic(sh.record_path(task.split_dir, task.job.name), record)
+    return record
+
+
+def _say(msg: str) -> None:
+    tqdm.write(msg, file=sys.stderr)
+
+
+def _run_pool(tasks: list[_Task], workers: int, bar: tqdm) -> list[dict]:
+    if workers == 0:
+        threads = torch.get_num_threads()
+        torch.set_num_threads(1)  # as in the workers: the bytes must not depend on where a shard was made
+        try:
+            return [_run_shard(t, tick=lambda ok: _count(bar, ok)) for t in tasks]
+        finally:
+            torch.set_num_threads(threads)
+    records: list[dict] = []
+    # forkserver: a clean process without CUDA or threads imports torch once and forks the workers from it.
+    ctx = mp.get_context("forkserver")
+    ctx.set_forkserver_preload([__name__])
+    progress = ctx.Queue()
+    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(progress,))
+    try:
+        pending = {pool.submit(_run_shard, t) for t in tasks}
+        while pending:
+            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
+            _drain(progress, bar)
+            records.extend(f.result() for f in done)
+        _drain(progress, bar)
+    except BaseException as e:
+        # Ctrl-C or a worker error: stop at once; unfinished shards stay .tmp and are redone on rerun.
+        pool.shutdown(wait=False, cancel_futures=True)
+        for child in mp.active_children():
+            child.terminate()
+        if isinstance(e, BrokenProcessPool):
+            raise ExtractError(
+                "a worker process died (killed, or out of memory?); finished shards are kept: rerun to resume"
+            ) from e
+        raise
+    pool.shutdown()
+    _drain(progress, bar)  # ticks still in the pipe when the last shard finished
+    return records
+
+
+def _count(bar: tqdm, ok: bool) -> None:
+    bar.failures += not ok
+    bar.set_postfix(failures=bar.failures, refresh=False)
+    bar.update(1)
+
+
+def _drain(progress: "mp.Queue", bar: tqdm) -> None:
+    while True:
+        try:
+            ok = progress.get_nowait()
+        except queue.Empty:
+            return
+        _count(bar, ok)
+
+
+def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
+    """Extracts one split (or one ``--part``) into ``<out>/split<N>``, resuming finished shards.
+
+    Args:
+        cfg: The validated configuration.
+        progress: Show a progress bar on stderr.
+
+    Returns:
+        A summary: ``split_dir``, ``index`` (its file name), ``planned`` (shards), ``shards`` (written, i.e.
+        non-empty), ``resumed``, ``samples``, ``failures``, ``device``.
+
+    Raises:
+        LsvitError: Missing data root or splits folder, bad split files, unusable device.
+    """
+    if not cfg.data_root.is_dir():
+        raise ExtractError(
+            f"data root {cfg.data_root} does not exist; pass --data-root <HMDB51 folder> "
+            f"(or make a synthetic one with `lsvit-pipeline synth`)"
+        )
+    splits_dir = find_splits_dir(cfg.data_root, cfg.splits_dir)
+    spec = load_split(splits_dir, cfg.split)
+    device = resolve_device(cfg.device)  # logs why when "auto" falls back to the CPU
+    jobs = sh.plan_shards([c for c in spec.clips if c.subset in cfg.subsets], cfg.shard_max_samples, cfg.part)
+    split_dir = cfg.split_dir
+    (split_dir / sh.RECORDS_DIRNAME).mkdir(parents=True, exist_ok=True)
+    for name in sh.remove_stale(split_dir, [j.name for j in jobs], cfg.part):
+        _say(f"removed stale {name}")
+    # Absolute paths: workers come from a forkserver whose working directory may differ from ours.
+    root, out_dir = cfg.data_root.resolve(), split_dir.resolve()
+    fields = (cfg.split, cfg.frames, device, cfg.jpeg_quality)
+    tasks = [_Task(j, root, out_dir, *fields, _fingerprint(j, cfg, device)) for j in jobs]
+    records = {t.job.name: sh.load_complete_record(split_dir, t.job.name, t.fingerprint) for t in tasks}
+    todo = [t for t in tasks if records[t.job.name] is None]
+    workers = len(os.sched_getaffinity(0)) if cfg.workers is None else cfg.workers
+    bar = tqdm(
+        total=sum(len(j.entries) for j in jobs),
+        initial=sum(len(t.job.entries) for t in tasks if records[t.job.name] is not None),
+        unit="clip",
+        desc=f"extract split{cfg.split}",
+        disable=not progress,
+        dynamic_ncols=True,
+    )
+    bar.failures = sum(len(r["failures"]) for r in records.values() if r)
+    try:
+        records.update((r["url"], r) for r in _run_pool(todo, min(workers, len(todo)), bar))
+    except KeyboardInterrupt:
+        _say("interrupted: finished shards are kept; rerun the same command to resume")
+        raise
+    finally:
+        bar.close()
+    config = cfg.to_json() | {"splits_dir": str(splits_dir), "device": device, "workers": workers}
+    index = write_index(
+        split_dir,
+        split=cfg.split,
+        classes=spec.classes,
+        subsets=cfg.subsets,
+        records=[records[j.name] for j in jobs],
+        expected=[e.rel_path for j in jobs for e in j.entries],
+        config=config,
+        part=cfg.part,
+    )
+    return {
+        "split_dir": str(split_dir),
+        "index": index_name(cfg.part),
+        "planned": len(jobs),
+        "shards": len(index["shards"]),
+        "resumed": len(tasks) - len(todo),
+        "samples": sum(s["count"] for s in index["shards"]),
+        "failures": index["num_failures"],
+        "device": device,
+    }

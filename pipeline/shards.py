@@ -1,0 +1,263 @@
+"""The shard format: sample keys, the deterministic shard plan, and atomic, reproducible shard files.
+
+A shard is complete when its tar exists *and* its record ``records/<shard>.json`` (written after the tar
+is renamed into place) matches the tar's size and the job's fingerprint; anything else is redone.
+"""
+
+import hashlib
+import json
+import os
+import re
+from collections.abc import Iterable, Sequence
+from dataclasses import dataclass
+from pathlib import Path
+
+import webdataset as wds
+from torchcodec.encoders import JpegEncoder
+
+from pipeline.decode import DecodedClip
+from pipeline.errors import LsvitError
+from pipeline.splits import ClipEntry
+
+SUBSETS = ("train", "test", "unused")
+RECORDS_DIRNAME = "records"
+# Fixed tar header fields: together with deterministic content they make reruns byte-identical.
+TAR_MTIME = 0  # an int: a float mtime makes tarfile add a PAX header (1 kB) to every member
+TAR_OWNER = "lsvit"
+_UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
+_PART_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
+
+
+class ShardError(LsvitError, ValueError):
+    """A bad ``--part`` or a shard folder that cannot be merged or read as expected."""
+
+
+def clip_key(cls: str, name: str) -> str:
+    """The WebDataset key of a clip: ``<class>__<sanitised stem>__<8 hex of sha1(class/name)>``.
+
+    Runs of characters outside ``[A-Za-z0-9_-]`` (dots included, which WebDataset would read as an
+    extension) become one ``-``; the hash of the relative path keeps keys unique when sanitising merges
+    two names.
+
+    Args:
+        cls: Class name (from the split file).
+        name: Clip file name as in the split file.
+
+    Returns:
+        A key made of ``[A-Za-z0-9_-]`` only.
+    """
+    stem = name[: -len(".avi")] if name.lower().endswith(".avi") else name
+    digest = hashlib.sha1(f"{cls}/{name}".encode()).hexdigest()[:8]
+    return f"{_UNSAFE.sub('-', cls)}__{_UNSAFE.sub('-', stem).strip('-') or 'clip'}__{digest}"
+
+
+def clip_sample(entry: ClipEntry, clip: DecodedClip, stats: dict, split: int, jpeg_quality: int) -> dict:
+    """The WebDataset sample of a decoded clip: ``fNN.jpg`` frames, ``cls`` and ``json`` metadata.
+
+    Args:
+        entry: The clip's split-file entry.
+        clip: Its decoded, sampled frames and what the decoder learnt.
+        stats: ``pipeline.stats.clip_stats`` of the frames.
+        split: Split number.
+        jpeg_quality: JPEG quality, 1-100.
+
+    Returns:
+        A sample dict whose values are bytes, ready for ``TarWriter(encoder=False)``.
+    """
+    key = clip_key(entry.cls, entry.name)
+    meta = dict(
+        key=key, label=entry.label, clip=entry.rel_path, subset=entry.subset, split=split, stats=stats
+    )
+    meta |= {"class": entry.cls, "indices": list(clip.indices)}
+    for name in ("source_frames", "header_frames", "fps", "duration", "width", "height", "padded"):
+        meta[name] = getattr(clip, name)
+    sample = {
+        "__key__": key,
+        "cls": str(entry.label).encode(),
+        "json": json.dumps(meta, sort_keys=True).encode(),
+    }
+    width = max(2, len(str(len(clip.frames) - 1)))  # f00..f15; f000.. from 101 frames on
+    for i, frame in enumerate(clip.frames.permute(0, 3, 1, 2)):  # JpegEncoder wants CHW
+        sample[f"f{i:0{width}d}.jpg"] = JpegEncoder(frame).to_tensor(quality=jpeg_quality).numpy().tobytes()
+    return sample
+
+
+def parse_part(text: str | tuple[int, int]) -> tuple[int, int]:
+    """Parses ``--part i/N`` (0-based: ``0 <= i < N``) or checks an ``(i, N)`` tuple.
+
+    Raises:
+        ShardError: Malformed text or ``i`` out of range.
+    """
+    if isinstance(text, str):
+        m = _PART_RE.match(text)
+        if not m:
+            raise ShardError(f"--part {text!r} is not of the form i/N (0-based), e.g. 0/4 ... 3/4")
+        text = (int(m[1]), int(m[2]))
+    i, n = text
+    if not (n >= 1 and 0 <= i < n):
+        raise ShardError(
+            f"--part {i}/{n}: need N >= 1 and 0 <= i < N (parts are 0-based: 0/{n} ... {n - 1}/{n})"
+        )
+    return i, n
+
+
+def part_tag(part: tuple[int, int]) -> str:
+    """File-name infix of a ``--part i/N`` run: ``""`` for ``(0, 1)``, else ``"p<i>of<N>-"``."""
+    i, n = part
+    return "" if n == 1 else f"p{i}of{n}-"
+
+
+@dataclass(frozen=True)
+class ShardJob:
+    """One shard to write: a fixed run of clips of one subset."""
+
+    subset: str
+    number: int  # position within the subset; the same for every --part and worker count
+    entries: tuple[ClipEntry, ...]
+    part: tuple[int, int] = (0, 1)
+
+    @property
+    def name(self) -> str:
+        """Tar file name, e.g. ``train-000003.tar`` or ``train-p1of4-000003.tar``."""
+        return f"{self.subset}-{part_tag(self.part)}{self.number:06d}.tar"
+
+
+def plan_shards(
+    entries: Iterable[ClipEntry], shard_size: int, part: tuple[int, int] = (0, 1)
+) -> list[ShardJob]:
+    """Cuts clips into shards deterministically and keeps the ones of ``part``.
+
+    Clips are sorted by (subset, class, name) and each subset is chunked into runs of ``shard_size``;
+    shard ``g`` (counted over all subsets in train, test, unused order) belongs to part ``g % N``, so the
+    parts are balanced and their union is exactly the single-run plan.
+
+    Args:
+        entries: The clips to extract.
+        shard_size: Clips per shard (>= 1); the last shard of a subset may be shorter.
+        part: ``(i, N)``, 0-based part ``i`` of ``N``.
+
+    Returns:
+        The part's shard jobs in plan order.
+    """
+    assert shard_size >= 1 and 0 <= part[0] < part[1], (shard_size, part)
+    ordered = sorted(entries, key=lambda e: (SUBSETS.index(e.subset), e.cls, e.name))
+    jobs: list[ShardJob] = []
+    g = 0
+    for subset in SUBSETS:
+        clips = [e for e in ordered if e.subset == subset]
+        for number, start in enumerate(range(0, len(clips), shard_size)):
+            if g % part[1] == part[0]:
+                jobs.append(ShardJob(subset, number, tuple(clips[start : start + shard_size]), part))
+            g += 1
+    return jobs
+
+
+def write_shard(path: Path, samples: Iterable[dict]) -> dict:
+    """Writes samples with webdataset's ``TarWriter`` to ``<path>.tmp`` and renames it to ``path``.
+
+    Args:
+        path: Final tar path.
+        samples: WebDataset sample dicts whose values are already bytes (``__key__`` a str).
+
+    Returns:
+        ``{"count", "bytes", "sha256"}`` of the finished tar; with no sample no tar is left at all.
+    """
+    tmp = path.with_name(path.name + ".tmp")
+    count = 0
+    try:
+        with tmp.open("wb") as fh:
+            with wds.TarWriter(
+                fh, user=TAR_OWNER, group=TAR_OWNER, compress=False, encoder=False, mtime=TAR_MTIME
+            ) as writer:
+                for sample in samples:
+                    writer.write(sample)
+                    count += 1
+            fh.flush()
+            os.fsync(fh.fileno())
+        if count == 0:  # stock WebDataset rejects an empty shard, so none is written
+            path.unlink(missing_ok=True)
+            return {"count": 0, "bytes": 0, "sha256": None}
+        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
+        size = tmp.stat().st_size
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+    return {"count": count, "bytes": size, "sha256": digest}
+
+
+def write_json_atomic(path: Path, data: object, lines: bool = False) -> None:
+    """Writes JSON (or JSON lines from a list) to ``<path>.tmp`` and renames it into place.
+
+    Args:
+        path: Destination.
+        data: A JSON-ready object, or with ``lines`` a sequence of them (one per line).
+        lines: Write JSON lines instead of one indented document.
+    """
+    if lines:
+        text = "".join(json.dumps(x, sort_keys=True) + "\n" for x in data)  # type: ignore[union-attr]
+    else:
+        text = json.dumps(data, indent=1, sort_keys=True) + "\n"
+    tmp = path.with_name(path.name + ".tmp")
+    try:
+        with tmp.open("w", encoding="utf-8") as fh:
+            fh.write(text)
+            fh.flush()
+            os.fsync(fh.fileno())
+        tmp.replace(path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def record_path(split_dir: Path, shard_name: str) -> Path:
+    """Where the completion record of a shard lives."""
+    return split_dir / RECORDS_DIRNAME / f"{shard_name}.json"
+
+
+def load_complete_record(split_dir: Path, shard_name: str, fingerprint: str) -> dict | None:
+    """The record of a finished shard, or None when the shard has to be (re)written.
+
+    Args:
+        split_dir: The split's shard folder.
+        shard_name: Tar file name.
+        fingerprint: What the shard would be made from now (clips and settings).
+
+    Returns:
+        The record when the tar exists with the recorded size and the fingerprints match, else None.
+    """
+    try:
+        record = json.loads(record_path(split_dir, shard_name).read_text(encoding="utf-8"))
+        size = (split_dir / shard_name).stat().st_size if record.get("count") else 0
+    except (OSError, ValueError, AttributeError):
+        return None
+    if record.get("fingerprint") != fingerprint or record.get("bytes") != size:
+        return None
+    return record
+
+
+def remove_stale(split_dir: Path, keep: Sequence[str], part: tuple[int, int]) -> list[str]:
+    """Deletes this part's temporary files and shards that are not in the current plan.
+
+    Only names of this part's family (``<subset>-<tag>NNNNNN.tar``) are touched, so parts writing the
+    same folder concurrently never delete each other's work.
+
+    Args:
+        split_dir: The split's shard folder.
+        keep: Shard names of the current plan for this part.
+        part: ``(i, N)``.
+
+    Returns:
+        The names removed.
+    """
+    family = re.compile(rf"^({'|'.join(SUBSETS)})-{re.escape(part_tag(part))}\d{{6}}\.tar$")
+    removed = []
+    for folder in (split_dir, split_dir / RECORDS_DIRNAME):
+        if not folder.is_dir():
+            continue
+        for p in sorted(folder.iterdir()):
+            shard = p.name.removesuffix(".tmp")
+            if folder != split_dir:
+                shard = shard.removesuffix(".json")
+            if family.match(shard) and (p.name.endswith(".tmp") or shard not in keep):
+                p.unlink()
+                removed.append(p.name)
+    return removed

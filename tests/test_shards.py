@@ -1,0 +1,170 @@
+"""Shard format: keys, the shard plan, atomic reproducible tars, completion records."""
+
+import hashlib
+import json
+import re
+import subprocess
+
+import pytest
+import webdataset as wds
+
+from pipeline import merge
+from pipeline import shards as sh
+from pipeline.splits import ClipEntry
+
+KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
+
+
+def _e(cls: str, name: str, subset: str = "train") -> ClipEntry:
+    return ClipEntry(name, cls, 0, subset)
+
+
+@pytest.mark.parametrize(
+    "name",
+    [
+        "April_09_brush_hair_u_nm_np1_ba_goo_0.avi",
+        "!!!Boom!_Headshot!!!_shoot_gun_f_cm_np1_fr_med_0.avi",
+        "#122_Cleaning_Up_The_Beach_In_Chiba_Japan_pick_f_nm_np1_ba_bad_2.avi",
+        "A_Beautiful_Mind_(1)_smile_h_nm_np1_fr_goo_0.avi",
+        "Fellowship_5_+_6_shoot_bow_u_cm_np1_fr_med_9.avi",
+        "x;y@z[1]~&w.v.avi",
+        "...",
+    ],
+)
+def test_clip_key_is_safe_and_stable(name: str) -> None:
+    key = sh.clip_key("shoot_gun", name)
+    assert KEY_RE.match(key), key
+    assert "." not in key and key.startswith("shoot_gun__")
+    assert key == sh.clip_key("shoot_gun", name)
+    assert key.endswith("__" + hashlib.sha1(f"shoot_gun/{name}".encode()).hexdigest()[:8])
+
+
+def test_clip_key_literal_and_unique_when_sanitising_collides() -> None:
+    assert (
+        sh.clip_key("smile", "A_(1)_x.avi")
+        == "smile__A_-1-_x__" + hashlib.sha1(b"smile/A_(1)_x.avi").hexdigest()[:8]
+    )
+    a, b = sh.clip_key("hug", "a!b.avi"), sh.clip_key("hug", "a#b.avi")
+    assert a.split("__")[1] == b.split("__")[1] and a != b  # same stem, the hash tells them apart
+    assert sh.clip_key("hug", "x.avi") != sh.clip_key("kiss", "x.avi")
+
+
+def test_plan_shards_sorted_chunked_and_parts_partition() -> None:
+    entries = [
+        _e("walk", "b.avi", "test"),
+        _e("kiss", "z.avi"),
+        _e("kiss", "a.avi"),
+        _e("walk", "a.avi"),
+        _e("hug", "c.avi", "unused"),
+        _e("hug", "q.avi"),
+        _e("walk", "a.avi", "test"),
+    ]
+    plan = sh.plan_shards(entries, 2)
+    assert [j.name for j in plan] == [
+        "train-000000.tar",
+        "train-000001.tar",
+        "test-000000.tar",
+        "unused-000000.tar",
+    ]
+    assert [[e.rel_path for e in j.entries] for j in plan] == [
+        ["hug/q.avi", "kiss/a.avi"],
+        ["kiss/z.avi", "walk/a.avi"],
+        ["walk/a.avi", "walk/b.avi"],
+        ["hug/c.avi"],
+    ]
+    assert sh.plan_shards(reversed(entries), 2) == plan  # input order does not matter
+    p0, p1 = sh.plan_shards(entries, 2, (0, 2)), sh.plan_shards(entries, 2, (1, 2))
+    assert [j.name for j in p0] == ["train-p0of2-000000.tar", "test-p0of2-000000.tar"]
+    assert [j.name for j in p1] == ["train-p1of2-000001.tar", "unused-p1of2-000000.tar"]
+    assert sorted((j.subset, j.number, j.entries) for j in p0 + p1) == sorted(
+        (j.subset, j.number, j.entries) for j in plan
+    )
+
+
+def _samples(n: int) -> list[dict]:
+    return [
+        {"__key__": f"c__k{i}__0000000{i}", "cls": str(i).encode(), "json": b'{"a": 1}'} for i in range(n)
+    ]
+
+
+def test_write_shard_is_atomic_reproducible_and_plain_tar(tmp_path) -> None:
+    a, b = tmp_path / "a.tar", tmp_path / "b.tar"
+    info = sh.write_shard(a, _samples(3))
+    sh.write_shard(b, _samples(3))
+    assert a.read_bytes() == b.read_bytes()
+    assert info == {
+        "count": 3,
+        "bytes": a.stat().st_size,
+        "sha256": hashlib.sha256(a.read_bytes()).hexdigest(),
+    }
+    assert sorted(p.name for p in tmp_path.iterdir()) == ["a.tar", "b.tar"]  # no .tmp left behind
+    listing = subprocess.run(["tar", "-tvf", str(a)], check=True, capture_output=True, text=True).stdout
+    assert "c__k0__00000000.cls" in listing and "1970-01-01" in listing and "lsvit/lsvit" in listing
+    got = list(wds.WebDataset(str(a), shardshuffle=False).decode())
+    assert [s["cls"] for s in got] == [0, 1, 2] and got[0]["json"] == {"a": 1}
+
+
+def test_write_shard_failure_leaves_nothing(tmp_path) -> None:
+    def boom():
+        yield _samples(1)[0]
+        raise RuntimeError("worker died")
+
+    with pytest.raises(RuntimeError):
+        sh.write_shard(tmp_path / "x.tar", boom())
+    assert list(tmp_path.iterdir()) == []
+
+
+def test_complete_record_needs_tar_size_and_fingerprint(tmp_path) -> None:
+    (tmp_path / sh.RECORDS_DIRNAME).mkdir()
+    info = sh.write_shard(tmp_path / "train-000000.tar", _samples(2))
+    assert sh.load_complete_record(tmp_path, "train-000000.tar", "fp") is None  # tar without record
+    sh.write_json_atomic(sh.record_path(tmp_path, "train-000000.tar"), {**info, "fingerprint": "fp"})
+    assert sh.load_complete_record(tmp_path, "train-000000.tar", "fp")["count"] == 2
+    assert sh.load_complete_record(tmp_path, "train-000000.tar", "other") is None
+    with (tmp_path / "train-000000.tar").open("ab") as fh:
+        fh.write(b"\0" * 512)
+    assert sh.load_complete_record(tmp_path, "train-000000.tar", "fp") is None
+
+
+def test_remove_stale_only_touches_own_family(tmp_path) -> None:
+    rec = tmp_path / sh.RECORDS_DIRNAME
+    rec.mkdir()
+    names = [
+        "train-000000.tar",
+        "train-000001.tar",
+        "train-000002.tar.tmp",
+        "train-p0of2-000000.tar",
+        "notes.tar",
+    ]
+    for n in names:
+        (tmp_path / n).write_bytes(b"x")
+    (rec / "train-000001.tar.json").write_text("{}")
+    (rec / "train-000000.tar.json.tmp").write_text("{}")
+    removed = sh.remove_stale(tmp_path, ["train-000000.tar"], (0, 1))
+    assert sorted(removed) == [
+        "train-000000.tar.json.tmp",
+        "train-000001.tar",
+        "train-000001.tar.json",
+        "train-000002.tar.tmp",
+    ]
+    assert sorted(p.name for p in tmp_path.iterdir() if p.is_file()) == [
+        "notes.tar",
+        "train-000000.tar",
+        "train-p0of2-000000.tar",
+    ]
+
+
+def test_index_and_failure_names() -> None:
+    assert (merge.index_name((0, 1)), merge.failures_name((0, 1))) == ("index.json", "failures.jsonl")
+    assert (merge.index_name((2, 4)), merge.failures_name((2, 4))) == (
+        "index-p2of4.json",
+        "failures-p2of4.jsonl",
+    )
+
+
+def test_merge_without_parts_is_a_clear_error(tmp_path) -> None:
+    with pytest.raises(sh.ShardError, match="no part indexes"):
+        merge.merge_parts(tmp_path)
+    (tmp_path / "index-p0of3.json").write_text(json.dumps({}))
+    with pytest.raises(sh.ShardError, match=r"part\(s\) 1/3, 2/3 missing"):
+        merge.merge_parts(tmp_path)
