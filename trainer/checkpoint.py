@@ -1,0 +1,200 @@
+"""Atomic checkpoints that load with ``torch.load(weights_only=True)``: tensors and plain types only."""
+
+import os
+import random
+from pathlib import Path
+from typing import Any
+
+import numpy as np
+import timm
+import torch
+
+from pipeline.errors import LsvitError
+from trainer.config import TrainConfig
+
+FORMAT_VERSION = 1
+# Options that fix the shapes or meaning of the saved weights: a resumed run must keep them.
+RESUME_FIXED = ("model", "model_kwargs", "img_size", "num_frames")
+
+
+class CheckpointError(LsvitError):
+    """A checkpoint that is missing, unreadable or does not fit the run."""
+
+
+def rng_state() -> dict[str, Any]:
+    """Python, NumPy, torch and CUDA generator states as tensors and plain types."""
+    np_state = np.random.get_state(legacy=False)
+    return {
+        "python": random.getstate(),  # (int, tuple[int, ...], float | None)
+        "numpy": {
+            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
+            "pos": int(np_state["state"]["pos"]),
+            "has_gauss": int(np_state["has_gauss"]),
+            "gauss": float(np_state["gauss"]),
+        },
+        "torch": torch.get_rng_state(),
+        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
+    }
+
+
+def set_rng_state(state: dict[str, Any]) -> None:
+    """Restores what :func:`rng_state` captured (CUDA states only where the devices exist)."""
+    version, internal, gauss = state["python"]
+    random.setstate((version, tuple(internal), gauss))
+    n = state["numpy"]
+    np.random.set_state(
+        {
+            "bit_generator": "MT19937",
+            "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
+            "has_gauss": n["has_gauss"],
+            "gauss": n["gauss"],
+        }
+    )
+    torch.set_rng_state(state["torch"])
+    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
+        torch.cuda.set_rng_state_all(state["cuda"])
+
+
+def save_checkpoint(state: dict[str, Any], path: Path) -> None:
+    """Writes a checkpoint atomically: a crash mid-write leaves the previous file intact.
+
+    Args:
+        state: Tensors and plain Python types only (so that ``weights_only=True`` can load it).
+        path: Destination, e.g. ``runs/NAME/last.pt``.
+    """
+    path.parent.mkdir(parents=True, exist_ok=True)
+    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
+    try:
+        torch.save({"format_version": FORMAT_VERSION, **state}, tmp)
+        os.replace(tmp, path)
+    finally:
+        tmp.unlink(missing_ok=True)
+
+
+def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
+    """Loads a checkpoint without unpickling arbitrary objects.
+
+    Args:
+        path: A ``last.pt``/``best.pt`` written by ``lsvit-train``.
+        map_location: Where tensors go.
+
+    Returns:
+        The checkpoint dict (``model``, ``config``, ``classes``, ``epoch``, ...).
+
+    Raises:
+        CheckpointError: Missing, unreadable, or not an ``lsvit-train`` checkpoint.
+    """
+    path = Path(path)
+    if not path.is_file():
+        raise CheckpointError(f"checkpoint {path} does not exist; pass a runs/<name>/last.pt or best.pt")
+    try:
+        ckpt = torch.load(path, map_location=map_location, weights_only=True)
+    except Exception as e:  # torch raises several types for corrupt or foreign files
+        raise CheckpointError(f"cannot load checkpoint {path}: {str(e).splitlines()[0]}") from e
+    missing = [
+        k for k in ("model", "config", "classes", "epoch") if not (isinstance(ckpt, dict) and k in ckpt)
+    ]
+    if missing:
+        raise CheckpointError(f"{path} is not an lsvit-train checkpoint (missing {', '.join(missing)})")
+    return ckpt
+
+
+def build_model(cfg: TrainConfig, num_classes: int, pretrained: bool = True) -> torch.nn.Module:
+    """Creates the config's timm model, from the plain timm ViT checkpoint ``cfg.init`` when set.
+
+    Args:
+        cfg: The resolved config.
+        num_classes: Classes in the shards.
+        pretrained: Load ``cfg.init`` (False when the weights come from an lsvit checkpoint anyway).
+
+    Returns:
+        The model on CPU.
+
+    Raises:
+        LsvitError: Missing ``--init`` file or ``model_kwargs`` the model does not accept.
+    """
+    kwargs: dict[str, Any] = dict(
+        num_classes=num_classes,
+        img_size=cfg.img_size,
+        num_frames=cfg.num_frames,
+        drop_path_rate=cfg.drop_path,
+        **cfg.model_kwargs,
+    )
+    if pretrained and cfg.init is not None:
+        if not Path(cfg.init).is_file():
+            raise LsvitError(f"--init {cfg.init} does not exist; pass a timm ViT checkpoint file")
+        # timm drops the source head when its class count differs and adapts the position embedding.
+        kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=str(cfg.init)))
+    try:
+        return timm.create_model(cfg.model, **kwargs)
+    except LsvitError:  # the model's own check of its hyper-parameters: already a clear message
+        raise
+    except TypeError as e:  # an unknown model_kwargs key
+        raise LsvitError(f"cannot build {cfg.model} with model_kwargs={cfg.model_kwargs}: {e}") from e
+    except (RuntimeError, OSError, ValueError) as e:
+        if "pretrained" not in kwargs:
+            raise
+        first = str(e).strip().splitlines()
+        detail = "; ".join(x.strip() for x in first[:2])
+        raise LsvitError(
+            f"cannot load --init {cfg.init} into {cfg.model} ({detail}); pass a timm ViT checkpoint of the same "
+            f"width (embed_dim) and depth"
+        ) from e
+
+
+def model_from_checkpoint(ckpt: dict[str, Any]) -> torch.nn.Module:
+    """Rebuilds a trained model from a loaded checkpoint (EMA weights when the run kept an EMA).
+
+    Args:
+        ckpt: What :func:`load_checkpoint` returned.
+
+    Returns:
+        The model on CPU in eval mode.
+    """
+    try:
+        cfg = TrainConfig(**ckpt["config"])
+    except TypeError as e:
+        raise CheckpointError(f"checkpoint config does not fit this version of lsvit: {e}") from e
+    model = build_model(cfg, len(ckpt["classes"]), pretrained=False)
+    load_weights(model, ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"])
+    return model.eval()
+
+
+def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None:
+    """Loads a state dict strictly, turning a mismatch into a one-line :class:`CheckpointError`.
+
+    Args:
+        model: The freshly built model.
+        state: Its saved weights.
+    """
+    result = model.load_state_dict(state, strict=False)
+    missing, unexpected = result.missing_keys, result.unexpected_keys
+    if missing or unexpected:
+        raise CheckpointError(
+            f"checkpoint weights do not fit {type(model).__name__} (missing: {', '.join(missing[:5]) or '-'}; "
+            f"unexpected: {', '.join(unexpected[:5]) or '-'}); it was written by another version of the model"
+        )
+
+
+def check_resumable(ckpt: dict[str, Any], cfg: TrainConfig, classes: list[str], path: Path) -> None:
+    """Refuses to resume a run whose model shape options or classes differ from the checkpoint's.
+
+    Args:
+        ckpt: The loaded checkpoint.
+        cfg: The config of the run being resumed.
+        classes: The classes of the shards it trains on.
+        path: The checkpoint file (for the message).
+
+    Raises:
+        CheckpointError: Naming each option that changed.
+    """
+    old = ckpt["config"]
+    bad = [
+        f"{k}: {old.get(k)!r} -> {getattr(cfg, k)!r}" for k in RESUME_FIXED if old.get(k) != getattr(cfg, k)
+    ]
+    if ckpt["classes"] != classes:
+        bad.append("classes differ from the shards' index.json")
+    if bad:
+        raise CheckpointError(
+            f"cannot resume from {path}: {'; '.join(bad)}; keep those options or start a new --out"
+        )
