@@ -81,10 +81,18 @@ def _hist(ax: plt.Axes, frame: dict, values: np.ndarray, label: str, shift: dict
     for subset in ("train", "test"):
         v = values[frame["subset"] == subset]
         if v.size:
-            color, label = SUBSET_COLORS[subset], f"{subset} (n={v.size})"
-            ax.hist(v, bins=bins, density=True, histtype="step", lw=1.6, color=color, label=label)
+            ax.hist(
+                v,
+                bins=bins,
+                density=True,
+                histtype="step",
+                lw=1.6,
+                color=SUBSET_COLORS[subset],
+                label=f"{subset} (n={v.size})",
+            )
     ks = f"\nKS D={shift['ks_statistic']:.3f}, p={shift['p_value']:.2g}" if shift else ""
     ax.set_title(f"{label}{ks}", fontsize=10)
+    ax.set_xlabel(label.split(" (")[0].split(":")[0])
     ax.set_ylabel("density")
     ax.legend(fontsize=8)
 

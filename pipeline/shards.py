@@ -122,25 +122,44 @@ class ShardJob:
         return f"{self.subset}-{part_tag(self.part)}{self.number:06d}.tar"
 
 
+def shard_order(entry: ClipEntry, seed: int = 0) -> tuple[int, str, str]:
+    """Sort key of the shard plan: subset, then a seeded hash of the clip path (ties: the path).
+
+    A hash order mixes the classes within every shard (class order would put one or two classes in each),
+    yet depends only on the clip and the seed, never on input order, worker count or timing.
+
+    Args:
+        entry: A clip.
+        seed: Seeds the order within each subset.
+
+    Returns:
+        ``(subset position, sha1 of "<seed>:<class>/<name>", "<class>/<name>")``.
+    """
+    digest = hashlib.sha1(f"{seed}:{entry.rel_path}".encode()).hexdigest()
+    return SUBSETS.index(entry.subset), digest, entry.rel_path
+
+
 def plan_shards(
-    entries: Iterable[ClipEntry], shard_size: int, part: tuple[int, int] = (0, 1)
+    entries: Iterable[ClipEntry], shard_size: int, part: tuple[int, int] = (0, 1), seed: int = 0
 ) -> list[ShardJob]:
     """Cuts clips into shards deterministically and keeps the ones of ``part``.
 
-    Clips are sorted by (subset, class, name) and each subset is chunked into runs of ``shard_size``;
-    shard ``g`` (counted over all subsets in train, test, unused order) belongs to part ``g % N``, so the
-    parts are balanced and their union is exactly the single-run plan.
+    Clips are ordered by :func:`shard_order` (subset, then a seeded hash of the clip path, so every shard
+    mixes classes) and each subset is chunked into runs of ``shard_size``; shard ``g`` (counted over all
+    subsets in train, test, unused order) belongs to part ``g % N``, so the parts are balanced and their
+    union is exactly the single-run plan.
 
     Args:
         entries: The clips to extract.
         shard_size: Clips per shard (>= 1); the last shard of a subset may be shorter.
         part: ``(i, N)``, 0-based part ``i`` of ``N``.
+        seed: Seeds the clip order within each subset.
 
     Returns:
         The part's shard jobs in plan order.
     """
     assert shard_size >= 1 and 0 <= part[0] < part[1], (shard_size, part)
-    ordered = sorted(entries, key=lambda e: (SUBSETS.index(e.subset), e.cls, e.name))
+    ordered = sorted(entries, key=lambda e: shard_order(e, seed))
     jobs: list[ShardJob] = []
     g = 0
     for subset in SUBSETS:

@@ -1,20 +1,25 @@
-"""Per-clip image statistics on the sampled frames, for EDA and for tuning augmentation ranges."""
+"""Per-clip image statistics on the sampled frames, for EDA and for tuning augmentation ranges.
 
+OpenCV's SIMD kernels do the pixel work one frame at a time, so that a frame's float planes stay in cache
+(~4x faster than whole-clip torch ops). Luma is BT.601 (0.299 R + 0.587 G + 0.114 B, what JPEG and
+HMDB51's MPEG-4 use) in float32: ``cvtColor``'s uint8 luma is rounded, and its rounding noise would add
+about 20/12 = 1.7 to every frame's Laplacian variance.
+"""
+
+import cv2
 import numpy as np
 import torch
 
 STAT_NAMES = ("brightness", "contrast", "blur")
 HIST_BINS = 8
-# ITU-R BT.601 luma weights (what JPEG and HMDB51's MPEG-4 use)
-_LUMA = (0.299, 0.587, 0.114)
-_LEVELS = torch.arange(256, dtype=torch.float64)
+_LEVELS = np.arange(256, dtype=np.float64)
 
 
-def _frame_var(v: torch.Tensor) -> torch.Tensor:
-    """Population variance of each frame of (T, ...); explicit because it is ~10x faster than torch.var."""
-    v = v.flatten(1)
-    d = v - v.mean(1, keepdim=True)
-    return d.square_().mean(1)
+def _mean_var(plane: np.ndarray) -> tuple[float, float]:
+    """Mean and population variance of a float32 plane (OpenCV accumulates both sums in double)."""
+    n = plane.shape[0] * plane.shape[1]
+    mean = cv2.sumElems(plane)[0] / n
+    return mean, max(cv2.norm(plane, cv2.NORM_L2SQR) / n - mean * mean, 0.0)
 
 
 def clip_stats(frames: np.ndarray | torch.Tensor) -> dict:
@@ -39,30 +44,28 @@ def clip_stats(frames: np.ndarray | torch.Tensor) -> dict:
     Raises:
         ValueError: If ``frames`` is not a non-empty (T, H, W, 3) uint8 array.
     """
-    x = torch.as_tensor(frames)
-    if x.dtype != torch.uint8 or x.ndim != 4 or x.shape[-1] != 3 or 0 in x.shape:
+    x = frames.cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
+    if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3 or 0 in x.shape:
         raise ValueError(f"frames must be non-empty (T, H, W, 3) uint8, got {tuple(x.shape)} {x.dtype}")
-    # planar copy: contiguous channel planes make both the luma sum and the bincounts ~2x faster
-    planes = x.cpu().permute(3, 0, 1, 2).contiguous()  # (3, T, H, W)
-    f = planes.float()
-    luma = f[0] * _LUMA[0]
-    luma.add_(f[1], alpha=_LUMA[1]).add_(f[2], alpha=_LUMA[2])
-    brightness = luma.mean()
-    contrast = _frame_var(luma).sqrt().mean()
-    if luma.shape[1] >= 3 and luma.shape[2] >= 3:
-        lap = luma[:, :-2, 1:-1] + luma[:, 2:, 1:-1]
-        lap += luma[:, 1:-1, :-2]
-        lap += luma[:, 1:-1, 2:]
-        lap.sub_(luma[:, 1:-1, 1:-1], alpha=4)
-        blur = _frame_var(lap).mean()
-    else:
-        blur = torch.tensor(0.0)
-    # Exact colour moments and the 8-bin histogram all come from one 256-level histogram per channel.
-    counts = torch.stack([torch.bincount(planes[c].view(-1), minlength=256) for c in range(3)]).double()
-    n = planes[0].numel()
+    x = np.ascontiguousarray(x)
+    t, h, w, _ = x.shape
+    per_frame = np.zeros((t, 3))  # mean luma, variance of luma, variance of the Laplacian
+    counts = np.zeros((3, 256))  # per channel and level; calcHist counts in int, exact as float32 per frame
+    for i, frame in enumerate(x):
+        luma = cv2.cvtColor(frame.astype(np.float32), cv2.COLOR_RGB2GRAY)  # float: BT.601, not rounded
+        per_frame[i, :2] = _mean_var(luma)
+        if h >= 3 and w >= 3:
+            lap = cv2.Laplacian(luma, cv2.CV_32F, ksize=1)  # ksize=1: the 4-neighbour kernel
+            per_frame[i, 2] = _mean_var(lap[1:-1, 1:-1])[1]
+        for c in range(3):
+            counts[c] += cv2.calcHist([frame], [c], None, [256], [0, 256]).reshape(-1)
+    brightness, blur = per_frame[:, 0].mean(), per_frame[:, 2].mean()
+    contrast = np.sqrt(per_frame[:, 1]).mean()
+    # Exact colour moments and the 8-bin histogram all come from the 256-level histograms.
+    n = t * h * w
     mean = counts @ _LEVELS / n
-    std = (counts @ _LEVELS.square() / n - mean.square()).clamp_min(0).sqrt()
-    hist = counts.view(3, HIST_BINS, 256 // HIST_BINS).sum(-1) / n
+    std = np.sqrt(np.clip(counts @ _LEVELS**2 / n - mean**2, 0, None))
+    hist = counts.reshape(3, HIST_BINS, 256 // HIST_BINS).sum(-1) / n
     return {
         "brightness": float(brightness),
         "contrast": float(contrast),

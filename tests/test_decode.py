@@ -20,14 +20,14 @@ needs_real = pytest.mark.skipif(not HMDB.is_file(), reason=f"real clips not in {
 needs_ffmpeg = pytest.mark.skipif(shutil.which("ffmpeg") is None, reason="ffmpeg CLI not installed")
 
 
-def ffmpeg_frames(path: Path) -> np.ndarray:
+def ffmpeg_frames(path: Path, stream: str = "v:0") -> np.ndarray:
     """Every frame of a plain full sequential decode by the FFmpeg CLI, as (N, H, W, 3) RGB."""
     probe = [
         "ffprobe",
         "-v",
         "error",
         "-select_streams",
-        "v:0",
+        stream,
         "-show_entries",
         "stream=width,height",
         "-of",
@@ -35,7 +35,7 @@ def ffmpeg_frames(path: Path) -> np.ndarray:
     ]
     size = subprocess.run([*probe, str(path)], check=True, capture_output=True, text=True).stdout
     w, h = map(int, size.strip().split(","))
-    decode = ["-map", "0:v:0", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
+    decode = ["-map", f"0:{stream}", "-fps_mode", "passthrough", "-f", "rawvideo", "-pix_fmt", "rgb24", "-"]
     cmd = ["ffmpeg", "-v", "error", "-threads", "1", "-i", str(path), *decode]
     out = subprocess.run(cmd, check=True, capture_output=True).stdout
     return np.frombuffer(out, np.uint8).reshape(-1, h, w, 3)
@@ -75,13 +75,25 @@ def test_xvid_and_multistream_mp4() -> None:
 
 @needs_real
 @needs_ffmpeg
-@pytest.mark.parametrize("path", [HMDB, XVID], ids=["hmdb-divx-packed-b", "xvid"])
-def test_frames_equal_full_sequential_decode(path: Path) -> None:
-    ref = ffmpeg_frames(path)
+@pytest.mark.parametrize(
+    ("path", "stream"), [(HMDB, "v:0"), (XVID, "v:0"), (MP4, "3")], ids=["hmdb-divx-packed-b", "xvid", "mp4"]
+)
+def test_frames_equal_full_sequential_decode(path: Path, stream: str) -> None:
+    ref = ffmpeg_frames(path, stream)
     clip = decode_clip(path, 16)
     assert clip.source_frames == len(ref)
     # same decoder (libavcodec) and the same swscale conversion: bit-exact, no tolerance needed
     np.testing.assert_array_equal(clip.frames.numpy(), ref[clip.indices])
+
+
+@needs_real
+@needs_ffmpeg
+def test_frames_held_while_later_packets_decode_stay_exact() -> None:
+    # one sample per frame: every RawFrame is held until the stream is drained, then converted
+    ref = ffmpeg_frames(XVID)
+    clip = decode_clip(XVID, len(ref))
+    assert clip.indices == list(range(len(ref))) and clip.padded == 0
+    np.testing.assert_array_equal(clip.frames.numpy(), ref)
 
 
 @needs_real
@@ -164,6 +176,29 @@ def test_resolve_device(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptu
     with pytest.raises(LsvitError, match=r"--device cuda:1 cannot be used.*pass --device cpu or auto"):
         resolve_device("cuda:1")
     decode_mod._cuda_decode_works.cache_clear()
+
+
+def test_cpu_fallback_is_logged_once_per_codec(
+    tiny_clip: Path, monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptureFixture
+) -> None:
+    opened = []
+
+    class FakeDecoder:  # what VideoDecoder reports when NVDEC cannot take the codec
+        def __init__(self, path, **kw) -> None:
+            opened.append((path, kw["device"]))
+            self.cpu_fallback = "Fallback status: Falling back due to: codec not supported"
+
+    monkeypatch.setattr(decode_mod, "VideoDecoder", FakeDecoder)
+    monkeypatch.setattr(decode_mod, "_fallback_checked", set())
+    decode_mod._warn_once.cache_clear()
+    with caplog.at_level(logging.WARNING, logger="pipeline.decode"):
+        for codec in ("mpeg4", "mpeg4", "h264"):
+            decode_mod._warn_on_cpu_fallback(tiny_clip, "cuda", codec)
+    assert opened == [(tiny_clip, "cuda")] * 2
+    assert [r.getMessage().split(":")[0] for r in caplog.records] == [
+        "torchcodec fell back to CPU decoding for mpeg4",
+        "torchcodec fell back to CPU decoding for h264",
+    ]
 
 
 def test_invalid_num_samples(tiny_clip: Path) -> None:

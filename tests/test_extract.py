@@ -87,6 +87,7 @@ def test_shards_read_back_with_stock_webdataset(base) -> None:
     split_dir, summary, _ = base
     index = json.loads((split_dir / "index.json").read_text())
     assert summary["samples"] == 8 and summary["failures"] == 4 and summary["shards"] == 5
+    keys = {}
     for shard in index["shards"]:
         samples = list(wds.WebDataset(str(split_dir / shard["url"]), shardshuffle=False).decode("rgb8"))
         assert len(samples) == shard["count"]
@@ -96,6 +97,7 @@ def test_shards_read_back_with_stock_webdataset(base) -> None:
             meta = s["json"]
             assert s["cls"] == meta["label"] == index["classes"].index(meta["class"])
             assert KEY_RE.match(s["__key__"]) and s["__key__"] == meta["key"]
+            keys[meta["clip"]] = s["__key__"]
             assert meta["subset"] == shard["subset"] and len(meta["indices"]) == 16
             assert set(meta["stats"]) >= {"brightness", "contrast", "blur"}
             if meta["clip"] == "brush_hair/short_brush_hair.avi":
@@ -103,23 +105,24 @@ def test_shards_read_back_with_stock_webdataset(base) -> None:
                     meta["source_frames"] == 5 and meta["padded"] == 11 and meta["indices"][-12:] == [4] * 12
                 )
     # The special characters survive as sanitised keys and as the clip path in the metadata.
-    sample = next(
-        iter(wds.WebDataset(str(split_dir / "train-000000.tar"), shardshuffle=False).decode("rgb8"))
-    )
-    assert sample["__key__"].startswith("brush_hair__a_brush_hair_0__")
+    assert keys["brush_hair/b!#&()+;@[]~_brush_hair_1.avi"].startswith("brush_hair__b-_brush_hair_1__")
+    assert keys["kiss/Hug_(1)_kiss_0.avi"].startswith("kiss__Hug_-1-_kiss_0__")
 
 
 def test_shards_list_with_tar(base) -> None:
     split_dir, _, _ = base
-    names = subprocess.run(
-        ["tar", "-tf", str(split_dir / "train-000000.tar")], check=True, capture_output=True, text=True
-    ).stdout.split()
-    keys = sorted({n.split(".", 1)[0] for n in names})
-    assert len(keys) == 2 and all(KEY_RE.match(k) for k in keys)
-    assert sorted(n.split(".", 1)[1] for n in names if n.startswith(keys[1])) == sorted(
-        ["cls", "json", *(f"f{i:02d}.jpg" for i in range(16))]
-    )
-    assert any(k.startswith("brush_hair__b-_brush_hair_1__") for k in keys)  # "!#&()+;@[]~" -> "-"
+    index = json.loads((split_dir / "index.json").read_text())
+    members: dict[str, list[str]] = {}
+    for shard in index["shards"]:
+        names = subprocess.run(
+            ["tar", "-tf", str(split_dir / shard["url"])], check=True, capture_output=True, text=True
+        ).stdout.split()
+        for n in names:
+            members.setdefault(n.split(".", 1)[0], []).append(n.split(".", 1)[1])
+    assert len(members) == 8 and all(KEY_RE.match(k) for k in members)
+    for exts in members.values():
+        assert sorted(exts) == sorted(["cls", "json", *(f"f{i:02d}.jpg" for i in range(16))])
+    assert any(k.startswith("brush_hair__b-_brush_hair_1__") for k in members)  # "!#&()+;@[]~" -> "-"
 
 
 def test_failures_have_reasons_and_unsafe_names_are_never_read(base, tree) -> None:
@@ -191,7 +194,9 @@ def test_parts_merge_to_the_single_run(base, tree, tmp_path) -> None:
     assert [(s["subset"], s["count"], s["sha256"]) for s in merged["shards"]] == [
         (s["subset"], s["count"], s["sha256"]) for s in single["shards"]
     ]
-    assert [s["url"] for s in merged["shards"]][:2] == ["train-p0of2-000000.tar", "train-p1of2-000001.tar"]
+    # train shard 0 holds the missing and the corrupt clip: no tar, listed as empty
+    assert merged["empty_shards"] == ["train-p0of2-000000.tar"]
+    assert [s["url"] for s in merged["shards"]][:2] == ["train-p1of2-000001.tar", "train-p0of2-000002.tar"]
     for name in ["failures.jsonl", *(f for m in single["manifests"].values() for f in m.values())]:
         assert (tmp_path / "split1" / name).read_bytes() == (split_dir / name).read_bytes(), name
 

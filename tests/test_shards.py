@@ -49,7 +49,7 @@ def test_clip_key_literal_and_unique_when_sanitising_collides() -> None:
     assert sh.clip_key("hug", "x.avi") != sh.clip_key("kiss", "x.avi")
 
 
-def test_plan_shards_sorted_chunked_and_parts_partition() -> None:
+def test_plan_shards_hash_ordered_chunked_and_parts_partition() -> None:
     entries = [
         _e("walk", "b.avi", "test"),
         _e("kiss", "z.avi"),
@@ -66,19 +66,32 @@ def test_plan_shards_sorted_chunked_and_parts_partition() -> None:
         "test-000000.tar",
         "unused-000000.tar",
     ]
+    # within a subset: ordered by sha1("<seed>:<class>/<name>"), not by class
     assert [[e.rel_path for e in j.entries] for j in plan] == [
-        ["hug/q.avi", "kiss/a.avi"],
-        ["kiss/z.avi", "walk/a.avi"],
+        ["hug/q.avi", "kiss/z.avi"],
+        ["walk/a.avi", "kiss/a.avi"],
         ["walk/a.avi", "walk/b.avi"],
         ["hug/c.avi"],
     ]
+    train = [e.rel_path for j in plan[:2] for e in j.entries]
+    assert train == sorted(train, key=lambda p: hashlib.sha1(f"0:{p}".encode()).hexdigest())
     assert sh.plan_shards(reversed(entries), 2) == plan  # input order does not matter
+    reseeded = [e.rel_path for j in sh.plan_shards(entries, 2, seed=1)[:2] for e in j.entries]
+    assert reseeded == ["hug/q.avi", "walk/a.avi", "kiss/z.avi", "kiss/a.avi"]
     p0, p1 = sh.plan_shards(entries, 2, (0, 2)), sh.plan_shards(entries, 2, (1, 2))
     assert [j.name for j in p0] == ["train-p0of2-000000.tar", "test-p0of2-000000.tar"]
     assert [j.name for j in p1] == ["train-p1of2-000001.tar", "unused-p1of2-000000.tar"]
     assert sorted((j.subset, j.number, j.entries) for j in p0 + p1) == sorted(
         (j.subset, j.number, j.entries) for j in plan
     )
+
+
+def test_plan_shards_mix_classes() -> None:
+    entries = [_e(f"class{c:02d}", f"clip{i:02d}.avi") for c in range(10) for i in range(20)]
+    plan = sh.plan_shards(entries, 20)
+    assert sorted(e.rel_path for j in plan for e in j.entries) == sorted(e.rel_path for e in entries)
+    # sorted by class, every shard would hold one class; hashed, each holds most of the ten
+    assert min(len({e.cls for e in j.entries}) for j in plan) >= 6
 
 
 def _samples(n: int) -> list[dict]:

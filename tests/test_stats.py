@@ -74,14 +74,16 @@ def test_per_frame_contrast_ignores_light_changes() -> None:
     frames = grey(np.stack([np.full((8, 8), 50), np.full((8, 8), 200)]))
     s = clip_stats(frames)
     assert s["contrast"] == pytest.approx(0, abs=1e-4)
+    assert s["blur"] == pytest.approx(0, abs=1e-4)  # no Laplacian across the border between two frames
     assert s["brightness"] == pytest.approx(125, abs=1e-3)
     assert s["color_std"] == pytest.approx([75] * 3)  # colour moments pool all pixels
 
 
 def test_random_matches_numpy() -> None:
     rng = np.random.default_rng(0)
-    frames = rng.integers(0, 256, (4, 24, 30, 3), dtype=np.uint8)
+    frames = rng.integers(0, 256, (4, 23, 37, 3), dtype=np.uint8)  # odd sizes: SIMD tails, borders
     s = clip_stats(frames)
+    # float32 luma with double sums: relative errors ~1e-7, well inside the tolerances below
     pix = frames.reshape(-1, 3).astype(np.float64)
     np.testing.assert_allclose(s["color_mean"], pix.mean(0), rtol=1e-9)
     np.testing.assert_allclose(s["color_std"], pix.std(0), rtol=1e-9)
@@ -102,6 +104,16 @@ def test_random_matches_numpy() -> None:
         - 4 * luma[:, 1:-1, 1:-1]
     )
     assert s["blur"] == pytest.approx(lap.reshape(4, -1).var(1).mean(), rel=1e-4)
+
+
+def test_strided_and_torch_views_give_the_same_stats() -> None:
+    rng = np.random.default_rng(1)
+    big = rng.integers(0, 256, (6, 20, 50, 4), dtype=np.uint8)
+    view = big[::2, :, 5:45, 1:]  # not contiguous
+    assert clip_stats(view) == clip_stats(np.ascontiguousarray(view))
+    assert clip_stats(torch.from_numpy(big).permute(0, 2, 1, 3)[..., :3]) == clip_stats(
+        np.ascontiguousarray(big.transpose(0, 2, 1, 3)[..., :3])
+    )
 
 
 def test_tiny_frames_have_zero_blur() -> None:
