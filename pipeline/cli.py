@@ -10,21 +10,16 @@ from pipeline import options as o
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
 
-# Each stage module owns its command body; the CLI only parses options and reports.
-# (Commands are added below by the stage modules' owners.)
-
-
-def _xopt(*names: str, help: str, envvar: str, **kw) -> typer.models.OptionInfo:
-    return typer.Option(*names, help=help, envvar=f"LSVIT_{envvar}", show_envvar=True, **kw)
+# Each stage module owns its work; the commands only parse options and report.
 
 
 @app.command()
 def synth(
     out: Annotated[
-        Path, _xopt("--out", help="Root of the synthetic HMDB51-shaped tree.", envvar="SYNTH_OUT")
+        Path, o.opt("--out", "Root of the synthetic HMDB51-shaped tree.", envvar="SYNTH_OUT")
     ] = Path("data/hmdb51"),
     scale: Annotated[
-        float, _xopt("--scale", help="Fraction of the real per-class clip counts, in (0, 1].", envvar="SCALE")
+        float, o.opt("--scale", "Fraction of the real per-class clip counts, in (0, 1].", envvar="SCALE")
     ] = 0.1,
     seed: o.Seed = 0,
     workers: o.Workers = None,
@@ -41,31 +36,29 @@ def extract(
     split: o.Split = 1,
     data_root: o.DataRoot = Path("data/hmdb51"),
     splits_dir: o.SplitsDir = None,
-    out: Annotated[
-        Path, _xopt("--out", help="Shard folder; writes <out>/split<N>/.", envvar="SHARDS_OUT")
-    ] = Path("shards"),
+    out: Annotated[Path, o.opt("--out", "Shard folder; writes <out>/split<N>/.", envvar="SHARDS_OUT")] = Path(
+        "shards"
+    ),
     frames: o.Frames = 16,
     device: o.Device = "auto",
     workers: o.Workers = None,
     include_unused: Annotated[
         bool,
-        _xopt("--include-unused", help="Also write flag-0 clips to unused-*.tar.", envvar="INCLUDE_UNUSED"),
+        o.opt("--include-unused", "Also write flag-0 clips to unused-*.tar.", envvar="INCLUDE_UNUSED"),
     ] = False,
     part: Annotated[
-        str, _xopt("--part", help="Extract only 0-based part i of N (i/N), then `merge`.", envvar="PART")
+        str, o.opt("--part", "Extract only 0-based part i of N (i/N), then `merge`.", envvar="PART")
     ] = "0/1",
     jpeg_quality: Annotated[
         int,
-        _xopt("--jpeg-quality", help="JPEG quality of the frames.", envvar="JPEG_QUALITY", min=1, max=100),
+        o.opt("--jpeg-quality", "JPEG quality of the frames.", envvar="JPEG_QUALITY", min=1, max=100),
     ] = 90,
-    shard_size: Annotated[
-        int, _xopt("--shard-size", help="Clips per shard.", envvar="SHARD_SIZE", min=1)
-    ] = 128,
+    shard_size: Annotated[int, o.opt("--shard-size", "Clips per shard.", envvar="SHARD_SIZE", min=1)] = 128,
     balance_target: Annotated[
         int | None,
-        _xopt(
+        o.opt(
             "--balance-target",
-            help="Per-class target of the hybrid manifest (default: median).",
+            "Per-class target of the hybrid manifest (default: median).",
             envvar="BALANCE_TARGET",
             min=1,
         ),
@@ -121,16 +114,12 @@ def eda(
     shards: o.Shards = Path("shards"),
     splits_dir: Annotated[
         Path | None,
-        typer.Option(
+        o.opt(
             "--splits-dir",
-            help="Folder of <class>_test_split<N>.txt files: class counts per split, without shards.",
-            envvar="LSVIT_SPLITS_DIR",
-            show_envvar=True,
+            "Folder of <class>_test_split<N>.txt files: class counts per split, without shards.",
         ),
     ] = None,
-    out: Annotated[
-        Path, typer.Option("--out", help="Report folder.", envvar="LSVIT_EDA_OUT", show_envvar=True)
-    ] = Path("reports/eda"),
+    out: Annotated[Path, o.opt("--out", "Report folder.", envvar="EDA_OUT")] = Path("reports/eda"),
 ) -> None:
     """Class balance and photometric statistics of the shards (or class counts of the split files alone)."""
     from pipeline.eda import run_eda

@@ -6,41 +6,48 @@ Every option can also come from the environment through click's own envvar suppo
 import sys
 from collections.abc import Callable
 from pathlib import Path
-from typing import Annotated
+from typing import Annotated, Any
 
 import typer
 
 from pipeline.errors import LsvitError
 
 
-def _opt(*names: str, help: str, envvar: str, **kw) -> typer.models.OptionInfo:
-    return typer.Option(*names, help=help, envvar=f"LSVIT_{envvar}", show_envvar=True, **kw)
+def opt(name: str, help: str, *, envvar: str | None = None, **kw: Any) -> Any:
+    """A Typer option that can also come from ``LSVIT_<NAME>`` (click's own envvar support).
+
+    Args:
+        name: The flag, e.g. ``--batch-size`` (``--ema/--no-ema`` for a boolean pair).
+        help: One line of help text.
+        envvar: The variable's name after ``LSVIT_``; default: the flag's name, upper-cased.
+        **kw: Passed on to ``typer.Option`` (``min``, ``max``, ...).
+    """
+    env = envvar or name.lstrip("-").split("/")[0].replace("-", "_").upper()
+    return typer.Option(name, help=help, envvar=f"LSVIT_{env}", show_envvar=True, **kw)
 
 
 DataRoot = Annotated[
-    Path, _opt("--data-root", help="HMDB51 tree: <data-root>/<class>/<clip>.avi.", envvar="DATA_ROOT")
+    Path, opt("--data-root", "HMDB51 tree: <data-root>/<class>/<clip>.avi.", envvar="DATA_ROOT")
 ]
 SplitsDir = Annotated[
     Path | None,
-    _opt(
+    opt(
         "--splits-dir",
-        help="Folder of <class>_test_split<N>.txt files (default: found inside --data-root).",
+        "Folder of <class>_test_split<N>.txt files (default: found inside --data-root).",
         envvar="SPLITS_DIR",
     ),
 ]
-Split = Annotated[
-    int, _opt("--split", help="Official split number: 1, 2 or 3.", envvar="SPLIT", min=1, max=3)
-]
+Split = Annotated[int, opt("--split", "Official split number: 1, 2 or 3.", envvar="SPLIT", min=1, max=3)]
 Shards = Annotated[
-    Path, _opt("--shards", help="Shard folder written by `lsvit-pipeline extract`.", envvar="SHARDS")
+    Path, opt("--shards", "Shard folder written by `lsvit-pipeline extract`.", envvar="SHARDS")
 ]
 Workers = Annotated[
     int | None,
-    _opt("--workers", help="Worker processes (default: number of cores).", envvar="WORKERS", min=0),
+    opt("--workers", "Worker processes (default: number of cores).", envvar="WORKERS", min=0),
 ]
-Seed = Annotated[int, _opt("--seed", help="Random seed; the same seed gives the same output.", envvar="SEED")]
-Device = Annotated[str, _opt("--device", help="auto, cuda, cpu (and mps for training).", envvar="DEVICE")]
-Frames = Annotated[int, _opt("--frames", help="Frames sampled per clip.", envvar="FRAMES", min=1)]
+Seed = Annotated[int, opt("--seed", "Random seed; the same seed gives the same output.", envvar="SEED")]
+Device = Annotated[str, opt("--device", "auto, cuda, cpu (and mps for training).", envvar="DEVICE")]
+Frames = Annotated[int, opt("--frames", "Frames sampled per clip.", envvar="FRAMES", min=1)]
 
 
 def run_app(app: typer.Typer) -> Callable[[], None]:

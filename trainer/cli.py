@@ -6,7 +6,7 @@ Every ``lsvit-train`` option may also come from ``--config FILE`` (same names, `
 
 import json
 from pathlib import Path
-from typing import Annotated, Any
+from typing import Annotated
 
 import typer
 from rich.console import Console
@@ -19,11 +19,6 @@ from trainer.config import AMP, BALANCE, DEVICES, TrainConfig, resolve_config
 D = TrainConfig  # dataclass defaults, shown in --help
 
 
-def _opt(name: str, help: str, **kw: Any) -> Any:
-    env = "LSVIT_" + name.lstrip("-").split("/")[0].replace("-", "_").upper()
-    return typer.Option(name, help=help, envvar=env, show_envvar=True, **kw)
-
-
 train_app = typer.Typer(add_completion=False, help="Train an LS-ViT on the shards of one split.")
 
 
@@ -33,7 +28,7 @@ def train_command(
     shards: o.Shards = Path(D.shards),
     split: Annotated[
         int | None,
-        _opt(
+        o.opt(
             "--split",
             "Split to train on when the shard folder holds several (default: the only one).",
             min=1,
@@ -41,63 +36,65 @@ def train_command(
         ),
     ] = None,
     config: Annotated[
-        Path | None, _opt("--config", "YAML/JSON file of options (same names); flags override it.")
+        Path | None, o.opt("--config", "YAML/JSON file of options (same names); flags override it.")
     ] = None,
     model: Annotated[
-        str, _opt("--model", "A registered lsvit_* model, or a vit_frameavg_* baseline for ablations.")
+        str, o.opt("--model", "A registered lsvit_* model, or a vit_frameavg_* baseline for ablations.")
     ] = D.model,
     model_kwargs: Annotated[
-        str | None, _opt("--model-kwargs", "JSON of extra timm.create_model kwargs, e.g. '{\"depth\": 4}'.")
+        str | None, o.opt("--model-kwargs", "JSON of extra timm.create_model kwargs, e.g. '{\"depth\": 4}'.")
     ] = None,
-    init: Annotated[Path | None, _opt("--init", "Start from a plain timm ViT checkpoint file.")] = None,
-    epochs: Annotated[int, _opt("--epochs", "Training epochs.", min=1)] = D.epochs,
-    batch_size: Annotated[int, _opt("--batch-size", "Clips per batch and rank.", min=1)] = D.batch_size,
+    init: Annotated[Path | None, o.opt("--init", "Start from a plain timm ViT checkpoint file.")] = None,
+    epochs: Annotated[int, o.opt("--epochs", "Training epochs.", min=1)] = D.epochs,
+    batch_size: Annotated[int, o.opt("--batch-size", "Clips per batch and rank.", min=1)] = D.batch_size,
     accum_steps: Annotated[
-        int, _opt("--accum-steps", "Batches per optimizer update.", min=1)
+        int, o.opt("--accum-steps", "Batches per optimizer update.", min=1)
     ] = D.accum_steps,
-    lr: Annotated[float, _opt("--lr", "Peak learning rate (AdamW).")] = D.lr,
+    lr: Annotated[float, o.opt("--lr", "Peak learning rate (AdamW).")] = D.lr,
     min_lr: Annotated[
-        float, _opt("--min-lr", "Learning rate at the end of the cosine and warmup start.")
+        float, o.opt("--min-lr", "Learning rate at the end of the cosine and warmup start.")
     ] = D.min_lr,
     weight_decay: Annotated[
-        float, _opt("--weight-decay", "AdamW weight decay (not on norms, biases, tokens).")
+        float, o.opt("--weight-decay", "AdamW weight decay (not on norms, biases, tokens).")
     ] = (D.weight_decay),
     warmup_epochs: Annotated[
-        float, _opt("--warmup-epochs", "Linear warmup length in epochs.")
+        float, o.opt("--warmup-epochs", "Linear warmup length in epochs.")
     ] = D.warmup_epochs,
-    label_smoothing: Annotated[float, _opt("--label-smoothing", "Cross-entropy label smoothing.")] = (
+    label_smoothing: Annotated[float, o.opt("--label-smoothing", "Cross-entropy label smoothing.")] = (
         D.label_smoothing
     ),
     drop_path: Annotated[
-        float, _opt("--drop-path", "Stochastic depth rate of the last block.")
+        float, o.opt("--drop-path", "Stochastic depth rate of the last block.")
     ] = D.drop_path,
     clip_grad: Annotated[
         float | None,
-        _opt("--clip-grad", "Max gradient norm for clipping (null in a --config file disables clipping)."),
+        o.opt("--clip-grad", "Max gradient norm for clipping (null in a --config file disables clipping)."),
     ] = D.clip_grad,
-    img_size: Annotated[int, _opt("--img-size", "Crop size fed to the model.", min=8)] = D.img_size,
+    img_size: Annotated[int, o.opt("--img-size", "Crop size fed to the model.", min=8)] = D.img_size,
     num_frames: Annotated[
-        int, _opt("--num-frames", "Frames per clip fed to the model.", min=1)
+        int, o.opt("--num-frames", "Frames per clip fed to the model.", min=1)
     ] = D.num_frames,
-    balance: Annotated[str, _opt("--balance", f"Class balancing: {', '.join(BALANCE)}.")] = D.balance,
+    balance: Annotated[str, o.opt("--balance", f"Class balancing: {', '.join(BALANCE)}.")] = D.balance,
     amp: Annotated[
-        str, _opt("--amp", f"{', '.join(AMP)}; auto = bf16 (else fp16) on CUDA, off on CPU/MPS.")
+        str, o.opt("--amp", f"{', '.join(AMP)}; auto = bf16 (else fp16) on CUDA, off on CPU/MPS.")
     ] = D.amp,
     device: o.Device = D.device,
     workers: o.Workers = None,
     seed: o.Seed = D.seed,
-    out: Annotated[Path, _opt("--out", "Run folder: config, metrics, plots, checkpoints.")] = Path(D.out),
+    out: Annotated[Path, o.opt("--out", "Run folder: config, metrics, plots, checkpoints.")] = Path(D.out),
     resume: Annotated[
-        str | None, _opt("--resume", "Checkpoint to continue from, or 'auto' = <out>/last.pt.")
+        str | None, o.opt("--resume", "Checkpoint to continue from, or 'auto' = <out>/last.pt.")
     ] = None,
     patience: Annotated[
-        int | None, _opt("--patience", "Stop when top-1 has not improved for N epochs.", min=1)
+        int | None, o.opt("--patience", "Stop when top-1 has not improved for N epochs.", min=1)
     ] = None,
     ema: Annotated[
-        bool, _opt("--ema/--no-ema", "Keep an EMA of the weights; evaluate and predict with it.")
+        bool, o.opt("--ema/--no-ema", "Keep an EMA of the weights; evaluate and predict with it.")
     ] = D.ema,
-    ema_decay: Annotated[float, _opt("--ema-decay", "EMA decay per update.")] = D.ema_decay,
-    eda: Annotated[Path | None, _opt("--eda", "eda.json whose suggested augmentation ranges to use.")] = None,
+    ema_decay: Annotated[float, o.opt("--ema-decay", "EMA decay per update.")] = D.ema_decay,
+    eda: Annotated[
+        Path | None, o.opt("--eda", "eda.json whose suggested augmentation ranges to use.")
+    ] = None,
 ) -> None:
     """Train an LS-ViT on the shards of one split, evaluating on its test shards every epoch."""
     from trainer.train import train  # heavy imports only once the options parsed
@@ -132,10 +129,10 @@ predict_app = typer.Typer(add_completion=False, help="Predict action probabiliti
 def predict_command(
     videos: Annotated[list[Path], typer.Argument(help="Video files (any container/codec FFmpeg reads).")],
     checkpoint: Annotated[
-        Path, _opt("--checkpoint", "A checkpoint written by lsvit-train, e.g. runs/NAME/best.pt.")
+        Path, o.opt("--checkpoint", "A checkpoint written by lsvit-train, e.g. runs/NAME/best.pt.")
     ],
-    top_k: Annotated[int, _opt("--top-k", "Classes to show per video.", min=1)] = 5,
-    as_json: Annotated[bool, _opt("--json", "Print one JSON object per video instead of tables.")] = False,
+    top_k: Annotated[int, o.opt("--top-k", "Classes to show per video.", min=1)] = 5,
+    as_json: Annotated[bool, o.opt("--json", "Print one JSON object per video instead of tables.")] = False,
     device: o.Device = "auto",
 ) -> None:
     """Print P(action | clip) for the top-k classes of each video."""
