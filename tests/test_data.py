@@ -11,6 +11,7 @@ import threading
 from collections import Counter
 from pathlib import Path
 
+import cv2
 import numpy as np
 import pytest
 import torch
@@ -20,10 +21,11 @@ from PIL import Image
 from pipeline.balance import write_manifests
 from pipeline.eda import suggest_augmentation
 from pipeline.errors import LsvitError
+from pipeline.sampling import sample_indices
 from pipeline.shards import clip_key
-from trainer.augment import AugConfig, aug_from_eda
+from trainer.augment import AugConfig, aug_from_eda, eval_transform, jpeg_reduction
 from trainer.data import DataConfig, make_loader, normalize
-from trainer.samples import interleave, read_shard
+from trainer.samples import SampleError, decode_clip, interleave, read_shard
 from trainer.shardset import eval_counts, eval_steps, resolve_split_dir, train_steps, worker_quotas
 
 CLASSES = ["brush_hair", "cartwheel", "catch"]
@@ -339,3 +341,43 @@ def test_normalize():
     x = torch.full((1, 2, 3, 4, 4), 255, dtype=torch.uint8)
     y = normalize(x, mean=(0.5, 0.5, 0.5), std=(0.25, 0.5, 0.5))
     assert y.dtype == torch.float32 and torch.allclose(y[0, 0, :, 0, 0], torch.tensor([2.0, 1.0, 1.0]))
+
+
+def test_jpeg_reduction_on_literals():
+    # eval: the short side must stay >= img_size (240 / 2 = 120 >= 64, 240 / 4 = 60 < 64)
+    assert [jpeg_reduction(240, 320, n) for n in (224, 112, 64, 56, 32, 30, 300)] == [1, 2, 2, 4, 4, 8, 1]
+    # train: smallest crop side sqrt(0.6 * 240 * 320 * 3/4) = 185.9 -> 92.9 at 1/2, 46.5 at 1/4
+    assert jpeg_reduction(240, 320, 64, AugConfig(scale=(0.6, 1.0))) == 2
+    assert jpeg_reduction(240, 320, 56, AugConfig(scale=(0.6, 1.0))) == 2
+    assert jpeg_reduction(240, 320, 64, AugConfig(scale=(0.08, 1.0))) == 1  # 67.9 at full size
+    assert jpeg_reduction(240, 320, 40, AugConfig(scale=(1.0, 1.0), ratio=(1.0, 1.0))) == 4  # side 240
+
+
+def _smooth_clip_sample(frames: int = 16, h: int = 240, w: int = 320) -> tuple[dict, np.ndarray]:
+    """A shard sample of smooth frames (a gradient shifted per frame) and the frames as encoded."""
+    y, x = np.mgrid[:h, :w].astype(np.float32)
+    clip = np.stack(
+        [np.stack([x * 255 / w, y * 255 / h, (x + y) * 127 / (h + w) + 8 * t], -1) for t in range(frames)]
+    ).astype(np.uint8)
+    sample = {"__key__": "k", "cls": b"3", **{f"f{t:02d}.jpg": _jpeg(f) for t, f in enumerate(clip)}}
+    return sample, clip
+
+
+def test_reduced_decode_keeps_rgb_order_picks_and_pixels():
+    sample, clip = _smooth_clip_sample()
+    full, label = decode_clip(sample, 8)
+    assert label == 3 and full.shape == (8, 240, 320, 3)
+    assert np.abs(full.astype(int) - clip[sample_indices(16, 8)]).mean() < 2  # RGB, only the picks
+    for factor in (2, 4):
+        small, _ = decode_clip(sample, 8, lambda h, w, f=factor: f if (h, w) == (240, 320) else 1)
+        assert small.shape == (8, 240 // factor, 320 // factor, 3) and small.dtype == np.uint8
+        ref = np.stack([cv2.resize(f, small.shape[2:0:-1], interpolation=cv2.INTER_AREA) for f in full])
+        assert np.abs(small.astype(int) - ref).mean() < 2  # same picks, same channel order, close pixels
+    # what the model sees after the eval transform barely changes
+    t = eval_transform(64)
+    reduced = t(decode_clip(sample, 8, lambda h, w: jpeg_reduction(h, w, 64))[0])
+    assert np.abs(reduced.astype(int) - t(full)).mean() < 3
+    with pytest.raises(ValueError, match="allowed: \\[1, 2, 4, 8\\]"):
+        decode_clip(sample, 8, lambda h, w: 3)
+    with pytest.raises(SampleError, match="not a decodable JPEG"):
+        decode_clip({**sample, f"f{sample_indices(16, 8)[0]:02d}.jpg": b"junk"}, 8, lambda h, w: 2)

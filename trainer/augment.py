@@ -160,6 +160,31 @@ def train_transform(aug: AugConfig, img_size: int, seed: int | None = None) -> C
     return ClipTransform(A.Compose(per_frame, seed=seed), A.Compose(pointwise, seed=second))
 
 
+def jpeg_reduction(height: int, width: int, img_size: int, aug: AugConfig | None = None) -> int:
+    """The largest JPEG decode scale-down (1, 2, 4 or 8) after which the transform still only shrinks.
+
+    Evaluation resizes the short side to ``img_size``; training resizes a random crop whose smallest side
+    is that of the smallest-area crop at the most extreme aspect ratio (``RandomResizedCrop``: side
+    ``sqrt(scale * h * w * ratio)`` by ``sqrt(scale * h * w / ratio)``, at most the frame's). Decoding at
+    ``1/f`` keeps that side at ``img_size`` pixels or more, so no crop is ever upsampled and the detail
+    lost is what the resize would have averaged away anyway.
+
+    Args:
+        height: Stored frame height.
+        width: Stored frame width.
+        img_size: Output height and width of the transform.
+        aug: The training augmentation (None: the evaluation transform).
+
+    Returns:
+        The scale-down factor for `trainer.samples.decode_clip`.
+    """
+    side = float(min(height, width))
+    if aug is not None:
+        area = aug.scale[0] * height * width
+        side = min(math.sqrt(area * aug.ratio[0]), math.sqrt(area / aug.ratio[1]), side)
+    return next(f for f in (8, 4, 2, 1) if side / f >= img_size or f == 1)
+
+
 def eval_transform(img_size: int) -> ClipTransform:
     """The deterministic evaluation transform: resize the short side to ``img_size``, centre crop.
 

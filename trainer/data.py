@@ -27,6 +27,7 @@ Design (every DDP rank runs the same number of steps, whatever the shard sizes):
 import random
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
+from functools import partial
 from itertools import count, islice
 from pathlib import Path
 
@@ -37,7 +38,7 @@ import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pipeline.errors import LsvitError
-from trainer.augment import AugConfig, eval_transform, train_transform
+from trainer.augment import AugConfig, eval_transform, jpeg_reduction, train_transform
 from trainer.samples import counted, decode_clip, interleave
 from trainer.shardset import (
     ShardSet,
@@ -162,9 +163,10 @@ class ClipStream(IterableDataset):
             t = train_transform(cfg.aug, cfg.img_size, seed=seed % 2**31)
         else:
             t = eval_transform(cfg.img_size)
+        reduction = partial(jpeg_reduction, img_size=cfg.img_size, aug=cfg.aug if self.train else None)
 
         def prepare(s: dict) -> tuple[np.ndarray, int, str]:
-            frames, label = decode_clip(s, cfg.num_frames)
+            frames, label = decode_clip(s, cfg.num_frames, reduction)
             return t(frames), label, s["__key__"]
 
         batches = iter(
