@@ -12,9 +12,9 @@ Design (every DDP rank runs the same number of steps, whatever the shard sizes):
   disagree with the environment and ranks can be simulated in one process). With fewer shards than
   ``world_size * workers`` every worker reads all shards and keeps every N-th draw (``by_samples``):
   nobody starves or deadlocks, at the cost of N-fold reading of what is then a small dataset.
-* A pass merges the worker's shards at random (`trainer.samples.interleave`; shards are class-sorted),
+* A pass reads the worker's shards in a shuffled order (extract already mixes classes within each shard),
   repeats each raw sample by its draw count, and shuffles in a buffer of raw bytes (before decoding) that
-  drains at the end of the pass. Shard order, merge, buffer and augmentation seeds derive from
+  drains at the end of the pass. Shard order, buffer and augmentation seeds derive from
   (seed, epoch[, pass], rank, worker): the same epoch replays exactly, the next one differs.
 * Evaluation: each rank streams its shards once (no balancing, no shuffle, last batch partial). Ranks
   with fewer batches re-yield their last batch until all ranks reach the same step count, so the union of
@@ -39,7 +39,7 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from pipeline.errors import LsvitError
 from trainer.augment import AugConfig, eval_transform, jpeg_reduction, train_transform
-from trainer.samples import counted, decode_clip, interleave
+from trainer.samples import counted, decode_clip
 from trainer.shardset import (
     ShardSet,
     is_url,
@@ -122,13 +122,8 @@ class ClipStream(IterableDataset):
         n_all = self.world_size * workers
         gid = worker * self.world_size + self.rank  # draw i goes to rank i % world, worker (i // world) % W
         urls = self._pass_urls(p, worker, workers)
-        if self.train:
-            # by samples, every worker must see the same merged order for the split to be a partition
-            parts = (p,) if self.ss.by_samples else (p, self.rank, worker)
-            rng = random.Random(seed_for(self.cfg.seed, self.epoch, *parts))
-            samples = interleave(urls, dict(self.ss.shards), rng)
-        else:
-            samples = (s for url in urls for s in counted(url, dict(self.ss.shards)[url]))
+        counts = dict(self.ss.shards)
+        samples = (s for url in urls for s in counted(url, counts[url]))
         i = 0
         for s in samples:
             for _ in range(self.ss.times(s)):

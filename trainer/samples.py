@@ -7,7 +7,6 @@ default decoders.
 
 import io
 import json
-import random
 import re
 from collections.abc import Callable, Iterator
 
@@ -137,49 +136,3 @@ def counted(url: str, expected: int) -> Iterator[dict]:
         yield s
     if n != expected:
         raise SampleError(f"shard {url} holds {n} samples but index.json says {expected}; rerun extract")
-
-
-def interleave(
-    urls: list[str], counts: dict[str, int], rng: random.Random, max_open: int = 8
-) -> Iterator[dict]:
-    """Merges up to ``max_open`` shards at random, each next sample drawn in proportion to what is left.
-
-    Extract writes shards in class order, so reading them one after another would fill the shuffle buffer
-    (and so each in-worker batch) with one or two classes; a random merge mixes the classes of all open
-    shards at the cost of a few open streams.
-
-    Args:
-        urls: Shards, opened in this order as earlier ones finish.
-        counts: Samples per shard (index.json), used as the merge weights and checked.
-        rng: Decides the merge order (the same rng state gives the same order).
-        max_open: Most shards read at once.
-
-    Yields:
-        Every sample of every shard once.
-    """
-
-    def finish(url: str, it: Iterator[dict]) -> None:
-        if next(it, None) is not None:
-            raise SampleError(
-                f"shard {url} holds more samples than index.json's {counts[url]}; rerun extract"
-            )
-
-    pending, live = list(urls), []
-    while pending or live:
-        while pending and len(live) < max_open:
-            url = pending.pop(0)
-            it = counted(url, counts[url])
-            if counts[url]:
-                live.append([url, it, counts[url]])
-            else:
-                finish(url, it)
-        if not live:
-            continue
-        k = rng.choices(range(len(live)), weights=[left for _, _, left in live])[0]
-        url, it, left = live[k]
-        yield next(it)  # _counted raises SampleError (not StopIteration) when a shard runs short
-        if left == 1:
-            finish(url, it)
-            live.pop(k)
-        else:
-            live[k][2] = left - 1
