@@ -121,8 +121,6 @@ def _clip_sample(entry: ClipEntry, task: _Task) -> dict | str:
     path = task.data_root / entry.rel_path
     if not path.is_file():
         return "file not found" if not path.exists() else "not a regular file"
-    if path.stat().st_size == 0:
-        return "empty file (0 bytes)"
     try:
         clip = decode_clip(path, task.frames, task.device)
     except DecodeError as e:
