@@ -28,10 +28,10 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from pipeline.decode import decode_clip
-from pipeline.extract import ExtractConfig, run_extract
-from pipeline.synth import write_clip
-from pipeline.synth_motion import MOTIONS, render_clip
+from lsvit.pipeline.decode import decode_clip
+from lsvit.pipeline.extract import ExtractConfig, run_extract
+from lsvit.pipeline.synth import write_clip
+from lsvit.pipeline.synth_motion import MOTIONS, render_clip
 
 QUALITY = ExtractConfig.jpeg_quality  # the shards' default
 CLASSES = [f"class{i:02d}" for i in range(6)]

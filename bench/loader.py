@@ -25,15 +25,15 @@ import torch
 import webdataset as wds
 from PIL import Image
 
-from trainer.data import DataConfig, make_loader
+from lsvit.trainer.data import DataConfig, make_loader
 
 GOAL = 2.5
 
 
 def make_synth_shards(work: Path) -> Path:
     """synth (~1 clip per class, >= 16 frames) + extract split 1 -> ``work/shards``."""
-    from pipeline.extract import ExtractConfig, run_extract
-    from pipeline.synth import synthesize
+    from lsvit.pipeline.extract import ExtractConfig, run_extract
+    from lsvit.pipeline.synth import synthesize
 
     synthesize(work / "data", scale=0.01, seed=0, workers=None, min_per_class=2, frames_range=(24, 48))
     run_extract(ExtractConfig(data_root=work / "data", out=work / "shards", split=1, device="cpu"))

@@ -21,7 +21,7 @@ import torch.nn.functional as F
 from torch.utils.flop_counter import FlopCounterMode
 from tqdm import tqdm
 
-import trainer  # noqa: F401  registers the models
+import lsvit  # noqa: F401  registers the models
 
 FLOP_GOAL, TIME_GOAL = 1.03, 1.10
 SIZES = ("tiny", "small", "base")

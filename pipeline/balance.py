@@ -15,7 +15,7 @@ from pathlib import Path
 
 import numpy as np
 
-from pipeline.errors import LsvitError
+from lsvit.pipeline.errors import LsvitError
 
 STRATEGIES = ("oversample", "undersample", "hybrid")
 SUBSETS = ("train", "test", "unused")
@@ -223,13 +223,13 @@ def write_manifests(
     return names
 
 
-def _check(ok: bool, path: Path, problem: str) -> None:
+def _check(ok: bool, path: str, problem: str) -> None:
     if not ok:
         raise BalanceError(f"{path}: {problem}; rerun `lsvit-pipeline extract` to rewrite it")
 
 
 def load_manifest(path: Path) -> dict:
-    """Reads and validates a balancing manifest.
+    """Reads and validates a balancing manifest file.
 
     Args:
         path: A ``balanced-<strategy>-<subset>.json`` file.
@@ -240,11 +240,28 @@ def load_manifest(path: Path) -> dict:
     Raises:
         BalanceError: the file is missing, not JSON, or inconsistent (names the file and the problem).
     """
-    path = Path(path)
     try:
-        m = json.loads(path.read_text(encoding="utf-8"))
+        data = Path(path).read_bytes()
     except OSError as e:
         raise BalanceError(f"{path}: cannot read balancing manifest ({e.strerror})") from e
+    return parse_manifest(data, str(path))
+
+
+def parse_manifest(data: bytes | str, path: str) -> dict:
+    """Parses and validates a balancing manifest's content.
+
+    Args:
+        data: The file's bytes (or text).
+        path: Where it came from, for messages (a path or URL).
+
+    Returns:
+        The manifest dict (see `plan_draws`).
+
+    Raises:
+        BalanceError: not JSON, or inconsistent (names the file and the problem).
+    """
+    try:
+        m = json.loads(data)
     except (json.JSONDecodeError, UnicodeDecodeError) as e:
         raise BalanceError(f"{path}: not valid JSON ({e}); rerun `lsvit-pipeline extract`") from e
     _check(isinstance(m, dict), path, "not a JSON object")

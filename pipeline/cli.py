@@ -5,7 +5,7 @@ from typing import Annotated
 
 import typer
 
-from pipeline import options as o
+from lsvit.pipeline import options as o
 
 app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
 
@@ -25,7 +25,7 @@ def synth(
     workers: o.Workers = None,
 ) -> None:
     """Write the embedded default dataset: synthetic motion clips and official-format split files (resumable)."""
-    from pipeline.synth import synthesize
+    from lsvit.pipeline.synth import synthesize
 
     r = synthesize(out, scale=scale, seed=seed, workers=workers)
     typer.echo(f"{r.classes} classes, {r.clips} clips ({r.written} new) in {r.out} [{r.seconds:.1f}s]")
@@ -66,7 +66,7 @@ def extract(
     seed: o.Seed = 0,
 ) -> None:
     """Decode the clips of one official split into 16-frame JPEG WebDataset shards (resumable)."""
-    from pipeline.extract import ExtractConfig, run_extract
+    from lsvit.pipeline.extract import ExtractConfig, run_extract
 
     cfg = ExtractConfig(
         data_root=data_root,
@@ -99,7 +99,7 @@ def merge(
     ],
 ) -> None:
     """Merge the outputs of `extract --part i/N` runs into index.json, failures.jsonl and manifests."""
-    from pipeline.merge import merge_parts
+    from lsvit.pipeline.merge import merge_parts
 
     index = merge_parts(split_dir)
     n = sum(s["count"] for s in index["shards"])
@@ -122,8 +122,8 @@ def eda(
     out: Annotated[Path, o.opt("--out", "Report folder.", envvar="EDA_OUT")] = Path("reports/eda"),
 ) -> None:
     """Class balance and photometric statistics of the shards (or class counts of the split files alone)."""
-    from pipeline.eda import run_eda
-    from pipeline.eda_plots import print_summary
+    from lsvit.pipeline.eda import run_eda
+    from lsvit.pipeline.eda_plots import print_summary
 
     # --splits-dir means split-file mode; the default --shards only applies without it, and a value
     # typed on the command line wins over one from the environment (both typed: run_eda refuses).

@@ -25,8 +25,8 @@ import torch
 from torchcodec.decoders import ColorConverter, Demuxer, RawFrame, VideoDecoder, VideoPacketDecoder
 from torchcodec.encoders import VideoEncoder
 
-from pipeline.errors import LsvitError
-from pipeline.sampling import num_padded, sample_indices
+from lsvit.pipeline.errors import LsvitError
+from lsvit.pipeline.sampling import num_padded, sample_indices
 
 log = logging.getLogger(__name__)
 

@@ -13,7 +13,8 @@ import numpy as np
 from scipy.stats import ks_2samp
 from tqdm import tqdm
 
-from pipeline.errors import LsvitError
+from lsvit.pipeline.errors import LsvitError
+from lsvit.pipeline.shardindex import ShardIndex, is_url, read_index, resolve_split_dir
 
 EDA_VERSION = 1
 SUBSETS = ("train", "test", "unused")
@@ -104,46 +105,15 @@ def suggest_augmentation(table: dict[str, np.ndarray]) -> dict:
     }
 
 
-def resolve_shard_dir(shards: Path) -> Path:
-    """The split folder holding index.json: ``shards`` itself or its single ``split<N>`` subfolder.
-
-    Raises:
-        EdaError: no index.json there (extract has not run) or several splits to choose from.
-    """
-    if (shards / "index.json").is_file():
-        return shards
-    found = sorted(p.parent for p in shards.glob("split*/index.json"))
-    if len(found) == 1:
-        return found[0]
-    if found:
-        names = ", ".join(p.name for p in found)
-        raise EdaError(f"{shards} holds several splits ({names}); pass --shards {shards}/<one of them>")
-    raise EdaError(
-        f"{shards} has no index.json: run `lsvit-pipeline extract` first (or pass --shards <out>/split<N>)"
-    )
-
-
-def _read_index(split_dir: Path) -> dict:
-    path = split_dir / "index.json"
-    try:
-        index = json.loads(path.read_text(encoding="utf-8"))
-        classes, shards = list(index["classes"]), list(index["shards"])
-    except (OSError, UnicodeDecodeError, json.JSONDecodeError, KeyError, TypeError) as e:
-        raise EdaError(f"{path} is unreadable or malformed ({e}); rerun `lsvit-pipeline extract`") from e
-    if not classes or not shards:
-        raise EdaError(f"{path} lists no classes or no shards; rerun `lsvit-pipeline extract`")
-    return index
-
-
-def read_metadata(split_dir: Path, index: dict) -> list[dict]:
+def read_metadata(index: ShardIndex) -> list[dict]:
     """Every sample's json metadata from the shards listed in index.json (JPEG members are skipped).
 
     Raises:
         EdaError: a listed shard is missing or unreadable, or a metadata member is not valid JSON.
     """
     rows = []
-    for shard in tqdm(index["shards"], desc="reading shard metadata", unit="shard", leave=False):
-        path = split_dir / shard["url"]
+    for shard in tqdm(index.data["shards"], desc="reading shard metadata", unit="shard", leave=False):
+        path = index.base / shard["url"]
         try:
             with tarfile.open(path, "r:") as tar:
                 for member in tar:  # "r:" seeks past the JPEG data without reading it
@@ -172,11 +142,13 @@ def shard_report(split_dir: Path) -> tuple[dict, dict]:
         (report, frame): the report dict, and per-clip arrays for plotting
         (``frame["class"]``, ``frame["subset"]`` and one float array per statistic).
     """
-    index = _read_index(split_dir)
-    classes = list(index["classes"])
-    rows = [
-        r for r in read_metadata(split_dir, index) if r.get("class") in classes and r.get("subset") in SUBSETS
-    ]
+    index = read_index(split_dir)
+    if not index.data["shards"]:
+        raise EdaError(
+            f"{index.where} lists no shards (every clip failed?); see failures.jsonl, rerun extract"
+        )
+    classes = index.classes
+    rows = [r for r in read_metadata(index) if r.get("class") in classes and r.get("subset") in SUBSETS]
     subsets = [s for s in SUBSETS if any(r.get("subset") == s for r in rows)]
     counts = {s: dict.fromkeys(classes, 0) for s in [*subsets, "all"]}
     for r in rows:
@@ -209,12 +181,12 @@ def shard_report(split_dir: Path) -> tuple[dict, dict]:
             }
     source = "train" if "train" in subsets else "all"
     mask = frame["subset"] == "train" if source == "train" else np.ones(len(with_stats), dtype=bool)
-    index_counts = index.get("counts", {})
+    index_counts = index.counts
     report = {
         "version": EDA_VERSION,
         "mode": "shards",
         "source": str(split_dir),
-        "split": index.get("split"),
+        "split": index.split,
         "classes": classes,
         "subsets": subsets,
         "counts": {s: counts_summary(c) for s, c in counts.items()},
@@ -236,7 +208,7 @@ def split_files_report(splits_dir: Path) -> dict:
     Returns:
         The eda.json content: ``counts["all"]`` over every distinct clip, and ``splits[<n>][<subset>]``.
     """
-    from pipeline.splits import SPLITS, load_all_clips, load_split
+    from lsvit.pipeline.splits import SPLITS, load_all_clips, load_split
 
     all_clips = load_all_clips(splits_dir)
     classes = sorted(all_clips)
@@ -267,13 +239,15 @@ def run_eda(shards: Path | None, splits_dir: Path | None, out: Path) -> dict:
     Raises:
         EdaError: neither or both sources given, no index.json, unreadable shards.
     """
-    from pipeline import eda_plots  # matplotlib is only imported when figures are drawn
+    from lsvit.pipeline import eda_plots  # matplotlib is only imported when figures are drawn
 
     if (shards is None) == (splits_dir is None):
         raise EdaError("give exactly one of --shards (extracted shards) or --splits-dir (split files only)")
     out.mkdir(parents=True, exist_ok=True)
     if shards is not None:
-        report, frame = shard_report(resolve_shard_dir(shards))
+        if is_url(shards):
+            raise EdaError(f"--shards {shards}: eda reads a local shard folder, not a URL")
+        report, frame = shard_report(resolve_split_dir(shards))
         figures = [eda_plots.plot_class_counts(report, out / "class_counts.png")]
         if frame["brightness"].size:
             figures.append(eda_plots.plot_photometric(report, frame, out / "photometric.png"))

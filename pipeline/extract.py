@@ -20,13 +20,13 @@ from pathlib import Path
 import torch
 from tqdm import tqdm
 
-import pipeline
-from pipeline import shards as sh
-from pipeline.decode import DecodeError, decode_clip, resolve_device
-from pipeline.errors import LsvitError
-from pipeline.merge import index_name, write_index
-from pipeline.splits import ClipEntry, find_splits_dir, load_split
-from pipeline.stats import clip_stats
+from lsvit import __version__
+from lsvit.pipeline import shards as sh
+from lsvit.pipeline.decode import DecodeError, decode_clip, resolve_device
+from lsvit.pipeline.errors import LsvitError
+from lsvit.pipeline.merge import index_name, write_index
+from lsvit.pipeline.splits import ClipEntry, find_splits_dir, load_split
+from lsvit.pipeline.stats import clip_stats
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
@@ -109,7 +109,7 @@ class _Task:
 
 def _fingerprint(job: sh.ShardJob, cfg: ExtractConfig, device: str) -> str:
     """What a shard is made from: its clips and every setting that changes its bytes."""
-    what = [pipeline.__version__, cfg.split, cfg.frames, cfg.jpeg_quality, device.split(":")[0]]
+    what = [__version__, cfg.split, cfg.frames, cfg.jpeg_quality, device.split(":")[0]]
     what += [[e.rel_path, e.label, e.subset] for e in job.entries]
     return hashlib.sha1(json.dumps(what).encode()).hexdigest()
 

@@ -8,9 +8,10 @@ import json
 import re
 from pathlib import Path
 
-import pipeline
-from pipeline.balance import write_manifests
-from pipeline.shards import SUBSETS, ShardError, record_path, write_json_atomic
+from lsvit import __version__
+from lsvit.pipeline.balance import write_manifests
+from lsvit.pipeline.shardindex import read_index
+from lsvit.pipeline.shards import SUBSETS, ShardError, record_path, write_json_atomic
 
 
 def index_name(part: tuple[int, int]) -> str:
@@ -57,7 +58,7 @@ def write_index(
         for s in r["samples"]:
             counts[r["subset"]][s["class"]] += 1
     index = {
-        "version": pipeline.__version__,
+        "version": __version__,
         "split": split,
         "classes": classes,
         "subsets": subsets,
@@ -110,7 +111,7 @@ def merge_parts(split_dir: Path) -> dict:
     found = {}
     for p in sorted(split_dir.glob("index-p*of*.json")) if split_dir.is_dir() else []:
         if m := _PART_INDEX.match(p.name):
-            found[(int(m[1]), int(m[2]))] = json.loads(p.read_text(encoding="utf-8"))
+            found[(int(m[1]), int(m[2]))] = read_index(split_dir, name=p.name).data
     if not found:
         raise ShardError(
             f"no part indexes (index-p<i>of<N>.json) in {split_dir}; run `extract --part i/N` first"

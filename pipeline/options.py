@@ -10,7 +10,7 @@ from typing import Annotated, Any
 
 import typer
 
-from pipeline.errors import LsvitError
+from lsvit.pipeline.errors import LsvitError
 
 
 def opt(name: str, help: str, *, envvar: str | None = None, **kw: Any) -> Any:

@@ -15,9 +15,9 @@ from pathlib import Path
 import webdataset as wds
 from torchcodec.encoders import JpegEncoder
 
-from pipeline.decode import DecodedClip
-from pipeline.errors import LsvitError
-from pipeline.splits import ClipEntry
+from lsvit.pipeline.decode import DecodedClip
+from lsvit.pipeline.errors import LsvitError
+from lsvit.pipeline.splits import ClipEntry
 
 SUBSETS = ("train", "test", "unused")
 RECORDS_DIRNAME = "records"

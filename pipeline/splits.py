@@ -8,7 +8,7 @@ import re
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from pipeline.errors import LsvitError
+from lsvit.pipeline.errors import LsvitError
 
 DEFAULT_SPLITS_DIRNAME = "testTrainMulti_7030_splits"
 SUBSETS = ("train", "test", "unused")

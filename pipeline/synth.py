@@ -13,8 +13,8 @@ import torch
 from torchcodec.encoders import VideoEncoder
 from tqdm import tqdm
 
-from pipeline.errors import LsvitError
-from pipeline.synth_motion import MOTIONS, render_clip
+from lsvit.pipeline.errors import LsvitError
+from lsvit.pipeline.synth_motion import MOTIONS, render_clip
 
 # Roughly the bit rate of the real HMDB51 DivX clips (~490 kb/s at 320x240).
 BIT_RATE = "500k"

@@ -6,7 +6,7 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.synth import write_clip
+from lsvit.pipeline.synth import write_clip
 
 # A layout maps class -> [(clip name, split flag, frames)]; frames 0 writes a zero-byte file, -1 garbage
 # bytes and None nothing at all (a clip listed but missing on disk).

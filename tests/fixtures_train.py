@@ -10,8 +10,8 @@ from pathlib import Path
 import numpy as np
 import pytest
 
-from pipeline.extract import ExtractConfig, run_extract
-from pipeline.synth import CLASSES, write_clip
+from lsvit.pipeline.extract import ExtractConfig, run_extract
+from lsvit.pipeline.synth import CLASSES, write_clip
 
 TINY_CLASSES = CLASSES[:5]
 TRAIN_PER_CLASS, TEST_PER_CLASS = 8, 4

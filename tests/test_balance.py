@@ -5,7 +5,7 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.balance import (
+from lsvit.pipeline.balance import (
     STRATEGIES,
     BalanceError,
     class_weights,
@@ -13,7 +13,7 @@ from pipeline.balance import (
     plan_draws,
     write_manifests,
 )
-from pipeline.errors import LsvitError
+from lsvit.pipeline.errors import LsvitError
 
 # Imbalanced like HMDB51 in miniature: 11, 5, 3 and 2 clips, plus a class whose clips all failed.
 SIZES = {"walk": 11, "run": 5, "kiss": 3, "smile": 2, "catch": 0}

@@ -36,7 +36,16 @@ def test_torchrun_two_ranks_gloo(tiny_shards, tmp_path):
     )
     out = tmp_path / "ddp"
     cmd = [sys.executable, "-m", "torch.distributed.run", "--standalone", "--nproc_per_node", "2"]
-    cmd += ["-m", "trainer.cli", "--shards", str(tiny_shards), "--config", str(config), "--out", str(out)]
+    cmd += [
+        "-m",
+        "lsvit.trainer.cli",
+        "--shards",
+        str(tiny_shards),
+        "--config",
+        str(config),
+        "--out",
+        str(out),
+    ]
     cmd += ["--device", "cpu"]
     try:
         proc = subprocess.run(cmd, capture_output=True, text=True, timeout=TIMEOUT_S)

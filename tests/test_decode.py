@@ -8,9 +8,9 @@ import pytest
 import torch
 from torchcodec.encoders import AudioEncoder, VideoEncoder
 
-from pipeline import decode as decode_mod
-from pipeline.decode import DecodeError, decode_clip, resolve_device
-from pipeline.errors import LsvitError
+from lsvit.pipeline import decode as decode_mod
+from lsvit.pipeline.decode import DecodeError, decode_clip, resolve_device
+from lsvit.pipeline.errors import LsvitError
 
 VIDEOS = Path(__file__).resolve().parents[2] / "shared" / "data" / "videos"
 HMDB = VIDEOS / "hmdb51__April_09_brush_hair_u_nm_np1_ba_goo_0.avi"
@@ -168,7 +168,7 @@ def test_resolve_device(monkeypatch: pytest.MonkeyPatch, caplog: pytest.LogCaptu
     monkeypatch.setattr(torch.cuda, "is_available", lambda: False)
     decode_mod._cuda_decode_works.cache_clear()
     decode_mod._warn_once.cache_clear()
-    with caplog.at_level(logging.WARNING, logger="pipeline.decode"):
+    with caplog.at_level(logging.WARNING, logger="lsvit.pipeline.decode"):
         assert resolve_device("auto") == "cpu"
         assert resolve_device("auto") == "cpu"
     warnings = [r.getMessage() for r in caplog.records if "decoding on CPU" in r.getMessage()]
@@ -191,7 +191,7 @@ def test_cpu_fallback_is_logged_once_per_codec(
     monkeypatch.setattr(decode_mod, "VideoDecoder", FakeDecoder)
     monkeypatch.setattr(decode_mod, "_fallback_checked", set())
     decode_mod._warn_once.cache_clear()
-    with caplog.at_level(logging.WARNING, logger="pipeline.decode"):
+    with caplog.at_level(logging.WARNING, logger="lsvit.pipeline.decode"):
         for codec in ("mpeg4", "mpeg4", "h264"):
             decode_mod._warn_on_cpu_fallback(tiny_clip, "cuda", codec)
     assert opened == [(tiny_clip, "cuda")] * 2

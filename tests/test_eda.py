@@ -8,9 +8,9 @@ import webdataset as wds
 from PIL import Image
 from typer.testing import CliRunner
 
-from pipeline.cli import app
-from pipeline.eda import STATS, EdaError, counts_summary, describe, run_eda, suggest_augmentation
-from pipeline.errors import LsvitError
+from lsvit.pipeline.cli import app
+from lsvit.pipeline.eda import STATS, EdaError, counts_summary, describe, run_eda, suggest_augmentation
+from lsvit.pipeline.errors import LsvitError
 
 SPLITS_DIR = Path(__file__).resolve().parents[2] / "shared" / "data" / "hmdb51_splits"
 CLASSES = ["catch", "kiss", "smile", "walk"]  # smile: every clip failed, so 0 samples
@@ -119,7 +119,7 @@ def test_eda_on_shards(eda_run: tuple[Path, str]) -> None:
     assert on_disk["augmentation_basis"] == {"subset": "train", "n": 17}
     aug = on_disk["augmentation"]
     assert 0.05 <= aug["brightness"] <= 0.4
-    from trainer.augment import aug_from_eda  # the trainer takes the suggestion as is
+    from lsvit.trainer.augment import aug_from_eda  # the trainer takes the suggestion as is
 
     assert aug_from_eda(on_disk).brightness == aug["brightness"]
 
@@ -133,7 +133,7 @@ def test_eda_cli_prints_summary(eda_run: tuple[Path, str]) -> None:
 
 
 def test_eda_without_index_says_run_extract(tmp_path: Path) -> None:
-    with pytest.raises(EdaError, match="run `lsvit-pipeline extract` first"):
+    with pytest.raises(LsvitError, match="run `lsvit-pipeline extract` first"):
         run_eda(tmp_path, None, tmp_path / "out")
     with pytest.raises(LsvitError, match="exactly one of"):
         run_eda(None, None, tmp_path / "out")
@@ -143,7 +143,7 @@ def test_eda_with_several_splits_asks_which(shards: Path, tmp_path: Path) -> Non
     for n in (1, 2):
         (tmp_path / f"split{n}").mkdir()
         (tmp_path / f"split{n}" / "index.json").write_text("{}")
-    with pytest.raises(EdaError, match="several splits"):
+    with pytest.raises(LsvitError, match="several splits"):
         run_eda(tmp_path, None, tmp_path / "out")
 
 
@@ -158,7 +158,7 @@ def test_missing_shard_is_named(shards: Path, tmp_path: Path) -> None:
 
 
 def test_stats_follow_the_shard_contract() -> None:
-    from pipeline.stats import STAT_NAMES
+    from lsvit.pipeline.stats import STAT_NAMES
 
     assert STATS[: len(STAT_NAMES)] == STAT_NAMES
 

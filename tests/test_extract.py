@@ -14,9 +14,9 @@ from pathlib import Path
 import pytest
 import webdataset as wds
 
-import pipeline.extract as ex
-from pipeline.errors import LsvitError
-from pipeline.merge import merge_parts
+import lsvit.pipeline.extract as ex
+from lsvit.pipeline.errors import LsvitError
+from lsvit.pipeline.merge import merge_parts
 
 # class -> [(name, flag, frames)]: frames 0 = zero-byte file, -1 = garbage bytes, None = not on disk.
 LAYOUT = {
@@ -217,7 +217,7 @@ def _group_gone(pgid: int, timeout: float) -> bool:
 def test_cli_interrupted_run_resumes_to_identical_output(tree, tmp_path, sig) -> None:
     ref = ex.run_extract(_cfg(tree, tmp_path / "ref", workers=0, shard_max_samples=1), progress=False)
     out = tmp_path / "out"
-    cmd = [sys.executable, "-m", "pipeline.cli", "extract", "--data-root", str(tree), "--out", str(out)]
+    cmd = [sys.executable, "-m", "lsvit.pipeline.cli", "extract", "--data-root", str(tree), "--out", str(out)]
     cmd += ["--device", "cpu", "--workers", "1", "--shard-size", "1"]
     proc = subprocess.Popen(cmd, start_new_session=True, stderr=subprocess.PIPE, text=True)
     records = out / "split1" / "records"
@@ -243,7 +243,7 @@ def test_cli_error_is_one_line_exit_2(tmp_path) -> None:
     cmd = [
         sys.executable,
         "-m",
-        "pipeline.cli",
+        "lsvit.pipeline.cli",
         "extract",
         "--data-root",
         str(tmp_path / "nope"),

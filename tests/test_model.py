@@ -7,8 +7,8 @@ import torch
 import torch.nn.functional as F
 from timm.layers import resample_abs_pos_embed
 
-import trainer  # noqa: F401  registers the models
-from trainer.lsvit import LSViT, ModelConfigError
+import lsvit  # noqa: F401  registers the models
+from lsvit.trainer.lsvit import LSViT, ModelConfigError
 
 TINY = dict(img_size=32, patch_size=8, embed_dim=64, depth=2, num_heads=4, num_classes=5)
 

@@ -7,11 +7,11 @@ import pytest
 import torch
 from typer.testing import CliRunner
 
-from pipeline.synth import CLASSES
-from trainer import checkpoint as ck
-from trainer.cli import predict_app
-from trainer.config import TrainConfig
-from trainer.predict import Predictor
+from lsvit.pipeline.synth import CLASSES
+from lsvit.trainer import checkpoint as ck
+from lsvit.trainer.cli import predict_app
+from lsvit.trainer.config import TrainConfig
+from lsvit.trainer.predict import Predictor
 
 VIDEOS = Path(__file__).parents[2] / "shared" / "data" / "videos"
 REAL = sorted(VIDEOS.glob("*")) if VIDEOS.is_dir() else []

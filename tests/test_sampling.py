@@ -3,7 +3,7 @@ import random
 
 import pytest
 
-from pipeline.sampling import num_padded, sample_indices
+from lsvit.pipeline.sampling import num_padded, sample_indices
 
 
 @pytest.mark.parametrize(

@@ -8,9 +8,9 @@ import subprocess
 import pytest
 import webdataset as wds
 
-from pipeline import merge
-from pipeline import shards as sh
-from pipeline.splits import ClipEntry
+from lsvit.pipeline import merge
+from lsvit.pipeline import shards as sh
+from lsvit.pipeline.splits import ClipEntry
 
 KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -178,6 +178,6 @@ def test_index_and_failure_names() -> None:
 def test_merge_without_parts_is_a_clear_error(tmp_path) -> None:
     with pytest.raises(sh.ShardError, match="no part indexes"):
         merge.merge_parts(tmp_path)
-    (tmp_path / "index-p0of3.json").write_text(json.dumps({}))
+    (tmp_path / "index-p0of3.json").write_text(json.dumps({"classes": ["a"], "shards": []}))
     with pytest.raises(sh.ShardError, match=r"part\(s\) 1/3, 2/3 missing"):
         merge.merge_parts(tmp_path)

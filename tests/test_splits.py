@@ -2,8 +2,8 @@ from pathlib import Path
 
 import pytest
 
-from pipeline.errors import LsvitError
-from pipeline.splits import (
+from lsvit.pipeline.errors import LsvitError
+from lsvit.pipeline.splits import (
     ClipEntry,
     SplitError,
     find_splits_dir,

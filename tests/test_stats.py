@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from pipeline.stats import STAT_NAMES, clip_stats
+from lsvit.pipeline.stats import STAT_NAMES, clip_stats
 
 
 def grey(values: np.ndarray) -> np.ndarray:

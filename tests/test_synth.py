@@ -13,9 +13,9 @@ import pytest
 from torchcodec.decoders import VideoDecoder
 from typer.testing import CliRunner
 
-from pipeline import synth
-from pipeline.cli import app, main
-from pipeline.synth_motion import MOTIONS, render_clip
+from lsvit.pipeline import synth
+from lsvit.pipeline.cli import app, main
+from lsvit.pipeline.synth_motion import MOTIONS, render_clip
 
 SCALE = 0.02
 FRAMES = (8, 40)  # shorter than the default so the fixture stays fast; still some clips under 16 frames

@@ -10,13 +10,13 @@ import timm
 import torch
 from typer.testing import CliRunner
 
-import trainer.train as tt
-from pipeline.errors import LsvitError
-from trainer import checkpoint as ck
-from trainer.cli import train_app
-from trainer.config import ConfigError, TrainConfig, available_models, load_config_file, resolve_config
-from trainer.distributed import amp_dtype
-from trainer.evaluate import summarize
+import lsvit.trainer.train as tt
+from lsvit.pipeline.errors import LsvitError
+from lsvit.trainer import checkpoint as ck
+from lsvit.trainer.cli import train_app
+from lsvit.trainer.config import ConfigError, TrainConfig, available_models, load_config_file, resolve_config
+from lsvit.trainer.distributed import amp_dtype
+from lsvit.trainer.evaluate import summarize
 
 pytest_plugins = ["fixtures_train"]
 

@@ -11,7 +11,7 @@ from dataclasses import asdict, dataclass, fields
 import albumentations as A
 import numpy as np
 
-from pipeline.errors import LsvitError
+from lsvit.pipeline.errors import LsvitError
 
 
 class AugConfigError(LsvitError, ValueError):

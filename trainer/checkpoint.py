@@ -9,8 +9,8 @@ import numpy as np
 import timm
 import torch
 
-from pipeline.errors import LsvitError
-from trainer.config import TrainConfig
+from lsvit.pipeline.errors import LsvitError
+from lsvit.trainer.config import TrainConfig
 
 FORMAT_VERSION = 1
 # Options that fix the shapes or meaning of the saved weights: a resumed run must keep them.

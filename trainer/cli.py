@@ -12,9 +12,9 @@ import typer
 from rich.console import Console
 from rich.table import Table
 
-from pipeline import options as o
-from pipeline.errors import LsvitError
-from trainer.config import AMP, BALANCE, DEVICES, TrainConfig, resolve_config
+from lsvit.pipeline import options as o
+from lsvit.pipeline.errors import LsvitError
+from lsvit.trainer.config import AMP, BALANCE, DEVICES, TrainConfig, resolve_config
 
 D = TrainConfig  # dataclass defaults, shown in --help
 
@@ -97,7 +97,7 @@ def train_command(
     ] = None,
 ) -> None:
     """Train an LS-ViT on the shards of one split, evaluating on its test shards every epoch."""
-    from trainer.train import train  # heavy imports only once the options parsed
+    from lsvit.trainer.train import train  # heavy imports only once the options parsed
 
     given = {name: value for name, value in ctx.params.items() if name != "config" and _explicit(ctx, name)}
     if "model_kwargs" in given:
@@ -136,7 +136,7 @@ def predict_command(
     device: o.Device = "auto",
 ) -> None:
     """Print P(action | clip) for the top-k classes of each video."""
-    from trainer.predict import Prediction, Predictor, predict_many
+    from lsvit.trainer.predict import Prediction, Predictor, predict_many
 
     if device not in DEVICES:
         raise LsvitError(f"--device {device!r} is not allowed; choose one of: {', '.join(DEVICES)}")
@@ -170,5 +170,5 @@ def predict_command(
 train_main = o.run_app(train_app)
 predict_main = o.run_app(predict_app)
 
-if __name__ == "__main__":  # `python -m trainer.cli ...` trains (what torchrun -m runs)
+if __name__ == "__main__":  # `python -m lsvit.trainer.cli ...` trains (what torchrun -m runs)
     train_main()

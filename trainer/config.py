@@ -7,11 +7,9 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-import timm
 import yaml
 
-from pipeline.errors import LsvitError
-from trainer.augment import aug_from_eda
+from lsvit.pipeline.errors import LsvitError
 
 BALANCE = ("none", "oversample", "undersample", "hybrid")
 AMP = ("auto", "bf16", "fp16", "off")
@@ -38,7 +36,7 @@ def available_models() -> list[str]:
     Returns:
         Sorted timm model names matching ``lsvit_*`` or ``vit_frameavg_*``.
     """
-    import trainer.lsvit  # noqa: F401  registers the models with timm
+    import timm  # importing timm registers the models (see lsvit/__init__.py)
 
     return sorted({n for pat in MODEL_PATTERNS for n in timm.list_models(pat)})
 
@@ -99,6 +97,8 @@ class TrainConfig:
         if not isinstance(self.aug, dict):
             raise ConfigError(f"aug={self.aug!r} must be a mapping of augmentation settings")
         self.eda = None if self.eda is None else str(self.eda)
+        from lsvit.trainer.augment import aug_from_eda  # albumentations: only once a config is built
+
         aug_from_eda(None, self.aug)  # validates the override keys and ranges
         if not isinstance(self.ema, bool):
             raise ConfigError(f"ema={self.ema!r} must be true or false")

@@ -37,21 +37,20 @@ import torch
 import webdataset as wds
 from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
-from pipeline.errors import LsvitError
-from trainer.augment import AugConfig, eval_transform, jpeg_reduction, train_transform
-from trainer.samples import counted, decode_clip
-from trainer.shardset import (
+from lsvit.pipeline.errors import LsvitError
+from lsvit.pipeline.shardindex import is_url, read_index, resolve_split_dir
+from lsvit.trainer.augment import AugConfig, eval_transform, jpeg_reduction, train_transform
+from lsvit.trainer.samples import counted, decode_clip
+from lsvit.trainer.shardset import (
     ShardSet,
-    is_url,
     load_shardset,
     plan_epoch,
-    resolve_split_dir,
     seed_for,
     train_steps,
     worker_quotas,
 )
 
-__all__ = ["DataConfig", "DataError", "make_loader", "normalize", "resolve_split_dir"]
+__all__ = ["DataConfig", "DataError", "make_loader", "normalize"]
 
 BALANCE = ("none", "oversample", "undersample", "hybrid")
 
@@ -229,7 +228,8 @@ def make_loader(
     """
     if not 0 <= rank < world_size:
         raise DataError(f"rank={rank} with world_size={world_size}: need 0 <= rank < world_size")
-    ss = load_shardset(cfg, subset, train)
+    index = read_index(resolve_split_dir(cfg.shards, cfg.split), cfg.split)
+    ss = load_shardset(index, subset, train, cfg.balance)
     workers = cfg.workers
     if train:  # a worker without a single batch to make would only cost a process
         workers = min(workers, train_steps(ss.total_draws, world_size, cfg.batch_size))

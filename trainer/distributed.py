@@ -7,7 +7,7 @@ from typing import Any
 import torch
 import torch.distributed as dist
 
-from pipeline.errors import LsvitError
+from lsvit.pipeline.errors import LsvitError
 
 
 @dataclass(frozen=True)

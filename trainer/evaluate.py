@@ -14,7 +14,7 @@ from rich.console import Console
 from rich.table import Table
 from tqdm import tqdm
 
-from trainer.distributed import Dist, gather_objects
+from lsvit.trainer.distributed import Dist, gather_objects
 
 
 @dataclass

@@ -36,7 +36,7 @@ from timm.models._manipulate import named_apply
 from timm.models.vision_transformer import Block, init_weights_vit_timm
 from timm.models.vision_transformer import checkpoint_filter_fn as _vit_filter_fn
 
-from pipeline.errors import LsvitError
+from lsvit.pipeline.errors import LsvitError
 
 __all__ = ["LMI", "SMIF", "LSViT", "LSViTBlock", "ModelConfigError", "checkpoint_filter_fn"]
 

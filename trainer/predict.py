@@ -6,13 +6,13 @@ from pathlib import Path
 
 import torch
 
-from pipeline.decode import decode_clip
-from pipeline.errors import LsvitError
-from pipeline.sampling import sample_indices
-from trainer.augment import eval_transform
-from trainer.checkpoint import load_checkpoint, model_from_checkpoint
-from trainer.data import normalize
-from trainer.distributed import pick_device
+from lsvit.pipeline.decode import decode_clip
+from lsvit.pipeline.errors import LsvitError
+from lsvit.pipeline.sampling import sample_indices
+from lsvit.trainer.augment import eval_transform
+from lsvit.trainer.checkpoint import load_checkpoint, model_from_checkpoint
+from lsvit.trainer.data import normalize
+from lsvit.trainer.distributed import pick_device
 
 DEFAULT_SOURCE_FRAMES = 16  # what `lsvit-pipeline extract --frames` writes unless told otherwise
 

@@ -15,8 +15,8 @@ import numpy as np
 import webdataset as wds
 from PIL import Image
 
-from pipeline.errors import LsvitError
-from pipeline.sampling import sample_indices
+from lsvit.pipeline.errors import LsvitError
+from lsvit.pipeline.sampling import sample_indices
 
 _MEMBER = re.compile(r"f\d+\.jpg|cls|json")
 _FRAME = re.compile(r"f(\d+)\.jpg")

@@ -22,12 +22,13 @@ from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
 from tqdm import tqdm
 
-from pipeline.errors import LsvitError
-from trainer import checkpoint as ck
-from trainer.augment import aug_from_eda
-from trainer.config import TrainConfig, save_config
-from trainer.data import DataConfig, make_loader, normalize, resolve_split_dir
-from trainer.distributed import (
+from lsvit.pipeline.errors import LsvitError
+from lsvit.pipeline.shardindex import read_index, resolve_split_dir
+from lsvit.trainer import checkpoint as ck
+from lsvit.trainer.augment import aug_from_eda
+from lsvit.trainer.config import TrainConfig, save_config
+from lsvit.trainer.data import DataConfig, make_loader, normalize
+from lsvit.trainer.distributed import (
     Dist,
     all_sum,
     amp_dtype,
@@ -37,8 +38,7 @@ from trainer.distributed import (
     setup,
     teardown,
 )
-from trainer.evaluate import EvalResult, evaluate, plot_confusion, plot_curves, write_per_class
-from trainer.shardset import read_bytes
+from lsvit.trainer.evaluate import EvalResult, evaluate, plot_confusion, plot_curves, write_per_class
 
 
 class NonFiniteLossError(LsvitError):
@@ -50,20 +50,6 @@ def _read_json(path: str | Path, what: str) -> dict:
         return json.loads(Path(path).read_text(encoding="utf-8"))
     except (OSError, ValueError) as e:
         raise LsvitError(f"cannot read {what} {path} ({e}); pass an existing JSON file") from e
-
-
-def _read_index(split_dir: Path | str) -> tuple[list[str], int]:
-    """The class names and the frames per clip that extract stored, from index.json."""
-    try:
-        index = json.loads(read_bytes(split_dir, "index.json"))
-        classes, frames = list(index["classes"]), int(index.get("config", {}).get("frames", 16))
-    except (ValueError, KeyError, TypeError, AttributeError) as e:
-        raise LsvitError(
-            f"index.json in {split_dir} is malformed ({e}); re-run lsvit-pipeline extract"
-        ) from e
-    if not classes:
-        raise LsvitError(f"index.json in {split_dir} lists no classes; re-run lsvit-pipeline extract")
-    return classes, frames
 
 
 def train(cfg: TrainConfig, *, stop_after: int | None = None) -> dict[str, Any]:
@@ -96,7 +82,8 @@ class _Run:
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts them)
         np.random.seed(cfg.seed + ctx.rank)
         split_dir = resolve_split_dir(cfg.shards, cfg.split)  # a folder or a URL prefix
-        self.classes, self.source_frames = _read_index(split_dir)
+        index = read_index(split_dir, cfg.split)
+        self.classes, self.source_frames = index.classes, index.frames
         self.data = DataConfig(
             shards=split_dir,
             split=cfg.split,
