@@ -1,37 +1,22 @@
 """``lsvit-predict``: P(action | clip) for video files, with the sampling and transform used in training."""
 
 from collections.abc import Iterator, Sequence
-from dataclasses import dataclass
 from pathlib import Path
 
 import torch
 
-from lsvit.pipeline.decode import decode_clip
 from lsvit.pipeline.errors import LsvitError
-from lsvit.pipeline.sampling import sample_indices
 from lsvit.trainer.augment import eval_transform
 from lsvit.trainer.checkpoint import load_checkpoint, model_from_checkpoint
-from lsvit.trainer.data import normalize
 from lsvit.trainer.distributed import pick_device
+from lsvit.trainer.inference import ClipPredictor, Prediction
+
+__all__ = ["ClipPredictor", "Prediction", "Predictor", "load_predictor", "predict_many"]
 
 DEFAULT_SOURCE_FRAMES = 16  # what `lsvit-pipeline extract --frames` writes unless told otherwise
 
 
-@dataclass
-class Prediction:
-    """The class probabilities of one video."""
-
-    video: str
-    probs: list[float]  # one per class, in the checkpoint's class order; sums to 1
-    classes: list[str]
-
-    def top(self, k: int) -> list[tuple[str, float]]:
-        """The ``k`` most likely classes with their probabilities, most likely first."""
-        order = sorted(range(len(self.probs)), key=lambda i: -self.probs[i])[:k]
-        return [(self.classes[i], self.probs[i]) for i in order]
-
-
-class Predictor:
+class Predictor(ClipPredictor):
     """A trained model rebuilt from a checkpoint (``weights_only`` load) with its input pipeline."""
 
     def __init__(self, checkpoint: Path, device: str = "auto") -> None:
@@ -51,26 +36,39 @@ class Predictor:
         self.source_frames = int(ckpt.get("source_frames") or DEFAULT_SOURCE_FRAMES)
         self.transform = eval_transform(int(cfg["img_size"]))
         self.mean, self.std = self.model.pretrained_cfg["mean"], self.model.pretrained_cfg["std"]
+        # What lsvit-export writes next to the network (the preprocessing contract and the run's config).
+        self.checkpoint, self.config, self.img_size = Path(checkpoint), dict(cfg), int(cfg["img_size"])
+        self.epoch = ckpt.get("epoch")
 
     @torch.no_grad()
-    def predict(self, video: Path) -> Prediction:
-        """Class probabilities for one video file.
+    def logits(self, x: torch.Tensor) -> torch.Tensor:
+        """Logits (B, num_classes) of normalised clips (B, T, 3, H, W) on ``self.device``."""
+        return self.model(x)
 
-        Args:
-            video: Any container/codec FFmpeg reads.
 
-        Returns:
-            The prediction.
+def load_predictor(checkpoint: Path | None, onnx: Path | None, device: str = "auto") -> ClipPredictor:
+    """The predictor for a checkpoint or an exported ONNX file (exactly one of them).
 
-        Raises:
-            DecodeError: The file cannot be decoded.
-        """
-        clip = decode_clip(Path(video), num_samples=self.source_frames)
-        frames = clip.frames.numpy()[sample_indices(self.source_frames, self.num_frames)]
-        x = torch.from_numpy(self.transform(frames)).permute(0, 3, 1, 2)[None]  # (1, T, 3, H, W)
-        logits = self.model(normalize(x, self.mean, self.std, device=self.device))
-        probs = logits.float().softmax(dim=-1)[0].cpu().tolist()
-        return Prediction(str(video), probs, self.classes)
+    Args:
+        checkpoint: ``runs/NAME/best.pt`` (``lsvit-predict --checkpoint``).
+        onnx: A file written by ``lsvit-export`` (``lsvit-predict --model``), run with onnxruntime.
+        device: ``auto``, ``cuda``, ``cpu`` (and ``mps`` for checkpoints).
+
+    Returns:
+        A :class:`Predictor` or an ``OnnxPredictor``.
+
+    Raises:
+        LsvitError: Neither or both given, or a file that does not fit its option.
+    """
+    if (checkpoint is None) == (onnx is None):
+        raise LsvitError("pass either --checkpoint runs/NAME/best.pt or --model FILE.onnx (one of them)")
+    if onnx is not None:
+        from lsvit.trainer.onnxpredict import OnnxPredictor  # onnxruntime only when asked for
+
+        return OnnxPredictor(onnx, device)
+    if Path(checkpoint).suffix.lower() == ".onnx":
+        raise LsvitError(f"--checkpoint {checkpoint} is an ONNX file; pass it as --model {checkpoint}")
+    return Predictor(checkpoint, device)
 
 
 def predict_many(predictor: Predictor, videos: Sequence[Path]) -> Iterator[Prediction | LsvitError]:
