@@ -12,9 +12,10 @@ def _run(code: str) -> str:
 
 def test_cli_modules_import_neither_torch_nor_timm() -> None:
     # What `--help` and usage errors cost: the options must parse before any heavy import.
+    heavy = ("torch", "timm", "albumentations", "cv2", "webdataset", "onnx", "onnxruntime", "gradio")
     code = (
-        "import sys, lsvit.pipeline.cli, lsvit.trainer.cli\n"
-        "print(sorted(m for m in ('torch', 'timm', 'albumentations', 'cv2', 'webdataset') if m in sys.modules))"
+        "import sys, lsvit.pipeline.cli, lsvit.trainer.cli, lsvit.trainer.deploy_cli\n"
+        f"print(sorted(m for m in {heavy!r} if m in sys.modules))"
     )
     assert _run(code) == "[]"
 

@@ -15,6 +15,7 @@ from rich.table import Table
 from lsvit.pipeline import options as o
 from lsvit.pipeline.errors import LsvitError
 from lsvit.trainer.config import AMP, BALANCE, DEVICES, TrainConfig, resolve_config
+from lsvit.trainer.deploy_cli import Checkpoint, OnnxModel
 
 D = TrainConfig  # dataclass defaults, shown in --help
 
@@ -128,19 +129,18 @@ predict_app = typer.Typer(add_completion=False, help="Predict action probabiliti
 @predict_app.command()
 def predict_command(
     videos: Annotated[list[Path], typer.Argument(help="Video files (any container/codec FFmpeg reads).")],
-    checkpoint: Annotated[
-        Path, o.opt("--checkpoint", "A checkpoint written by lsvit-train, e.g. runs/NAME/best.pt.")
-    ],
+    checkpoint: Checkpoint = None,
+    model: OnnxModel = None,
     top_k: Annotated[int, o.opt("--top-k", "Classes to show per video.", min=1)] = 5,
     as_json: Annotated[bool, o.opt("--json", "Print one JSON object per video instead of tables.")] = False,
     device: o.Device = "auto",
 ) -> None:
-    """Print P(action | clip) for the top-k classes of each video."""
-    from lsvit.trainer.predict import Prediction, Predictor, predict_many
+    """Print P(action | clip) for the top-k classes of each video, from a checkpoint or an ONNX export."""
+    from lsvit.trainer.predict import Prediction, load_predictor, predict_many
 
     if device not in DEVICES:
         raise LsvitError(f"--device {device!r} is not allowed; choose one of: {', '.join(DEVICES)}")
-    predictor = Predictor(checkpoint, device)
+    predictor = load_predictor(checkpoint, model, device)  # a checkpoint, or an ONNX file on onnxruntime
     out = Console()
     failed = 0
     for result in predict_many(predictor, videos):
