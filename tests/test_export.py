@@ -9,7 +9,7 @@ import onnx
 import onnxruntime as ort
 import pytest
 import torch
-from fixtures_deploy import REAL, make_checkpoint, needs_videos, run_cli
+from helpers_deploy import REAL, make_checkpoint, needs_videos, run_cli
 from typer.testing import CliRunner
 
 from lsvit.trainer import export as ex

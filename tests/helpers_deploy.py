@@ -1,4 +1,5 @@
-"""Tiny checkpoints for the export, ONNX-predict and web-demo tests, and the shared real clips."""
+"""Helpers for the export, ONNX-predict and web-demo tests: tiny checkpoints, the shared real clips, running
+a console script in-process, a free port."""
 
 import socket
 import sys
@@ -73,9 +74,3 @@ def free_port() -> int:
     with socket.socket() as s:
         s.bind(("127.0.0.1", 0))
         return s.getsockname()[1]
-
-
-@pytest.fixture(scope="session")
-def demo_checkpoint(tmp_path_factory: pytest.TempPathFactory) -> Path:
-    """51 classes, 16 frames of 32 px: what the web-demo tests serve."""
-    return make_checkpoint(tmp_path_factory.mktemp("demo_ckpt") / "best.pt", num_frames=16)
