@@ -14,6 +14,7 @@ import json
 import os
 import shutil
 import time
+from collections.abc import Iterator
 from dataclasses import asdict, dataclass, field
 from pathlib import Path
 
@@ -62,6 +63,24 @@ def max_opset() -> int:
     return int(onnx.defs.onnx_opset_version())
 
 
+@contextlib.contextmanager
+def staged(out: Path) -> Iterator[Path]:
+    """A folder beside ``out`` whose files replace ``out`` (and a ``<out>.data``) when the block succeeds.
+
+    A failure or an interrupt leaves nothing new at ``out``: a half-written or unchecked file is never seen.
+    """
+    out.parent.mkdir(parents=True, exist_ok=True)
+    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"  # a folder: external data is named after the file
+    shutil.rmtree(tmp, ignore_errors=True)
+    tmp.mkdir()
+    try:
+        yield tmp
+        for f in sorted(tmp.iterdir(), key=lambda p: p.name == out.name):  # the .onnx last: it is complete
+            os.replace(f, out.parent / f.name)
+    finally:
+        shutil.rmtree(tmp, ignore_errors=True)
+
+
 def export_model(
     model: torch.nn.Module,
     input_shape: tuple[int, int, int, int],
@@ -92,9 +111,8 @@ def export_model(
     model = model.eval()
     x = torch.randn(EXAMPLE_BATCH, *input_shape)
     batch = torch.export.Dim("batch", min=1)
-    log = io.StringIO()
     try:
-        with contextlib.redirect_stdout(log):  # the exporter prints its steps; keep them for an error
+        with contextlib.redirect_stdout(io.StringIO()):  # the exporter prints its steps: ours say enough
             program = torch.onnx.export(
                 model,
                 (x,),
@@ -115,16 +133,8 @@ def export_model(
     program.model.metadata_props.update(props)
     program.model.doc_string = doc
     out = Path(out)
-    out.parent.mkdir(parents=True, exist_ok=True)
-    tmp = out.parent / f".{out.name}.tmp-{os.getpid()}"  # a folder: external data is named after the file
-    shutil.rmtree(tmp, ignore_errors=True)
-    tmp.mkdir()
-    try:
-        program.save(tmp / out.name)
-        for f in sorted(tmp.iterdir(), key=lambda p: p.name == out.name):  # the .onnx last: it is complete
-            os.replace(f, out.parent / f.name)
-    finally:
-        shutil.rmtree(tmp, ignore_errors=True)
+    with staged(out) as stage:
+        program.save(stage / out.name)
     return got
 
 
@@ -196,8 +206,8 @@ def export_checkpoint(
         checkpoint: ``runs/NAME/best.pt``.
         out: The ``.onnx`` file.
         opset: ONNX operator set (default 18).
-        check: Compare onnxruntime with eager PyTorch at batch 1 and 3; a mismatch removes the file and
-            raises.
+        check: Compare onnxruntime with eager PyTorch at batch 1 and 3 before the file is published; a
+            mismatch writes nothing and raises.
 
     Returns:
         The report.
@@ -211,18 +221,19 @@ def export_checkpoint(
     shape = (predictor.num_frames, 3, predictor.img_size, predictor.img_size)
     model = predictor.model.float().eval()
     doc = f"lsvit {meta.model}: video clips -> action logits over {len(meta.classes)} classes"
-    opset_written = export_model(model, shape, out, meta.to_props(), opset, doc)
-    report = ExportReport(str(out), opset_written, Path(out).stat().st_size, 0.0)
-    if check:
-        report.parity = check_parity(model, Path(out), shape)
-        bad = [p for p in report.parity if not p.ok]
-        if bad:
-            Path(out).unlink(missing_ok=True)
-            detail = ", ".join(f"batch {p.batch}: max |diff| {p.max_abs_diff:.3g}" for p in bad)
-            raise ExportError(
-                f"onnxruntime's logits differ from PyTorch's beyond rtol={RTOL}, atol={ATOL} ({detail}); "
-                f"{out} was not kept. Try another --opset, or --no-check to keep it anyway"
-            )
+    out = Path(out)
+    with staged(out) as stage:  # checked before it is published
+        opset_written = export_model(model, shape, stage / out.name, meta.to_props(), opset, doc)
+        report = ExportReport(str(out), opset_written, (stage / out.name).stat().st_size, 0.0)
+        if check:
+            report.parity = check_parity(model, stage / out.name, shape)
+            bad = [p for p in report.parity if not p.ok]
+            if bad:
+                detail = ", ".join(f"batch {p.batch}: max |diff| {p.max_abs_diff:.3g}" for p in bad)
+                raise ExportError(
+                    f"onnxruntime's logits differ from PyTorch's beyond rtol={RTOL}, atol={ATOL} ({detail}); "
+                    f"{out} was not written. Try another --opset, or --no-check to keep it anyway"
+                )
     report.seconds = time.perf_counter() - t0
     _write_sidecar(Path(f"{out}.json"), meta, report)
     return report
