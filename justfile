@@ -20,6 +20,15 @@ demo:
     lsvit-predict --checkpoint {{run}}/best.pt "$(find {{data}} -name '*.avi' | sort | head -n 1)"
     @echo "reports: reports/eda/  run (metrics, curves.png, confusion.png, checkpoints): {{run}}/"
 
+# Export the demo run to ONNX and predict a clip with onnxruntime (after `just demo`).
+onnx:
+    lsvit-export --checkpoint {{run}}/best.pt
+    lsvit-predict --model {{run}}/best.onnx "$(find {{data}} -name '*.avi' | sort | head -n 1)"
+
+# Serve the demo run as a web app on http://127.0.0.1:7860 (after `just demo`; Ctrl-C stops it).
+webdemo *args:
+    lsvit-demo --checkpoint {{run}}/best.pt {{args}}
+
 # The whole CPU suite, slow tests included (GPU tests skip themselves without CUDA).
 test *args:
     python -m pytest {{args}}
@@ -33,6 +42,7 @@ bench:
     python bench/extract.py
     python bench/loader.py
     python bench/model.py
+    python bench/export.py
 
 lint:
     ruff check .
