@@ -1,5 +1,6 @@
 """lsvit-demo: the HTTP API (gradio_client) and the page in a real browser (Playwright + Debian chromium)."""
 
+import importlib.util
 import os
 import subprocess
 import sys
@@ -98,13 +99,17 @@ def test_default_examples_are_test_clips_of_the_training_data(tiny_shards):
     assert none == [] and "--examples" in why
 
 
-def test_example_and_port_errors(tmp_path, capsys, monkeypatch):
+def test_example_and_missing_package_errors(tmp_path, capsys, monkeypatch):
     with pytest.raises(LsvitError, match="does not exist"):
         webdemo.expand_examples([tmp_path / "nope.avi"])
     with pytest.raises(LsvitError, match="holds no video files"):
         webdemo.expand_examples([tmp_path])
     code, _, err = run_cli(demo_main, ["--port", "7860"], capsys, monkeypatch)
     assert code == 2 and err.strip().startswith("error: pass either --checkpoint")
+    real_find_spec = importlib.util.find_spec
+    monkeypatch.setattr(importlib.util, "find_spec", lambda m: None if m == "gradio" else real_find_spec(m))
+    code, _, err = run_cli(demo_main, ["--checkpoint", tmp_path / "x.pt"], capsys, monkeypatch)
+    assert code == 2 and err.strip() == "error: lsvit-demo needs gradio: pip install 'lsvit[deploy]'"
 
 
 def test_a_taken_port_is_a_one_line_error(served):

@@ -3,6 +3,7 @@
 Like the other commands, these import torch, onnx and Gradio only after their options parsed.
 """
 
+import importlib.util
 from pathlib import Path
 from typing import Annotated
 
@@ -33,6 +34,18 @@ PredictDevice = Annotated[
     str, o.opt("--device", "auto, cuda, cpu (mps for checkpoints).", envvar="DEVICE", rich_help_panel="Model")
 ]
 
+
+def need(command: str, *modules: str) -> None:
+    """Stops with a one-line hint when the ``deploy`` extra is not installed (checked without importing).
+
+    Raises:
+        LsvitError: Naming the missing modules and the install command.
+    """
+    missing = [m for m in modules if importlib.util.find_spec(m) is None]
+    if missing:
+        raise LsvitError(f"{command} needs {', '.join(missing)}: pip install 'lsvit[deploy]'")
+
+
 export_app = typer.Typer(add_completion=False, help="Export a checkpoint's model to ONNX.")
 
 
@@ -59,6 +72,7 @@ def export_command(
     image size, mean/std and training config go into the file's metadata_props."""
     from rich.console import Console
 
+    need("lsvit-export", "onnx", "onnxruntime", "onnxscript")
     out = out or Path(checkpoint).with_suffix(".onnx")
     if out.suffix.lower() != ".onnx":
         raise LsvitError(f"--out {out} must end in .onnx")
@@ -107,6 +121,7 @@ def demo_command(
     """Serve upload -> sampled frames, top-k P(action | clip) and the clip's facts, also as an HTTP API."""
     from lsvit.trainer.predict import load_predictor
 
+    need("lsvit-demo", "gradio", *(["onnxruntime"] if model else []))
     predictor = load_predictor(checkpoint, model, device)
     from lsvit.trainer import webdemo  # Gradio only once the model loaded
 

@@ -184,10 +184,12 @@ def serve(
             max_file_size=max_file_size,
             allowed_paths=[str(p) for p in examples],
             footer_links=["api", "settings"],
+            quiet=True,  # not Gradio's "set share=True" advice: this app never makes a public link
         )
     except OSError as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
         raise LsvitError(f"cannot listen on {host}:{port} ({first[:160]}); pass another --port") from e
+    print(f"serving {url} (Ctrl-C stops it); HTTP API: {url}?view=api", file=sys.stderr, flush=True)
     if block:
         try:
             app.block_thread()
