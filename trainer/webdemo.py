@@ -185,6 +185,7 @@ def serve(
             allowed_paths=[str(p) for p in examples],
             footer_links=["api", "settings"],
             quiet=True,  # not Gradio's "set share=True" advice: this app never makes a public link
+            css="#frames .grid-wrap { min-height: 0; }",  # the gallery as tall as its frames, no blank band
         )
     except OSError as e:
         first = (str(e).strip().splitlines() or [type(e).__name__])[0]
