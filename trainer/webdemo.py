@@ -119,7 +119,8 @@ def build_app(predictor: ClipPredictor, examples: list[Path], top_k: int = 5, so
         f"{predictor.num_frames} frames sampled uniformly over the clip · "
         f"{getattr(predictor, 'img_size', '?')} px centre crop"
     )
-    with gr.Blocks(title="lsvit demo", analytics_enabled=False) as app:
+    # Uploads and frame images pile up in Gradio's cache: every hour, drop those older than a day.
+    with gr.Blocks(title="lsvit demo", analytics_enabled=False, delete_cache=(3600, 86400)) as app:
         gr.Markdown(header)
         with gr.Row():
             with gr.Column() as left:
