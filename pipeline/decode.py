@@ -17,6 +17,7 @@ rest is the per-packet Python calls and the 16 conversions.
 import functools
 import logging
 import re
+import stat
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
@@ -113,10 +114,13 @@ def _reason(e: BaseException) -> str:
 def _open(path: Path) -> Demuxer:
     """A demuxer following FFmpeg's best video stream (the one ``ffmpeg -i`` would pick)."""
     try:
-        size = path.stat().st_size
+        st = path.stat()
     except OSError as e:
         raise DecodeError(f"cannot read file ({e.strerror or e})") from e
-    if size == 0:
+    if not stat.S_ISREG(st.st_mode):  # a device such as /dev/zero has size 0 but never ends
+        kind = "a folder" if stat.S_ISDIR(st.st_mode) else "a device, pipe or socket"
+        raise DecodeError(f"not a regular file ({kind})")
+    if st.st_size == 0:
         raise DecodeError("empty file (0 bytes)")
     try:
         return Demuxer(path, streams="video")

@@ -5,6 +5,7 @@ clip names contain another class's name, e.g. ``..._kiss_...`` inside ``hug``).
 """
 
 import re
+from collections.abc import Iterable
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -14,7 +15,7 @@ DEFAULT_SPLITS_DIRNAME = "testTrainMulti_7030_splits"
 SUBSETS = ("train", "test", "unused")
 FLAGS = {"1": "train", "2": "test", "0": "unused"}
 SPLITS = (1, 2, 3)
-_FILE_RE = re.compile(r"^(?P<cls>.+)_test_split(?P<n>\d+)\.txt$")
+_FILE_RE = re.compile(r"(?P<cls>.+)_test_split(?P<n>[0-9]+)\.txt", re.DOTALL)
 
 
 class SplitError(LsvitError, ValueError):
@@ -57,24 +58,73 @@ class SplitSpec:
         return out
 
 
-def unsafe_reason(name: str) -> str | None:
-    """Why a clip name cannot be joined to its class folder safely, or None when it can.
+_CONTROL = re.compile(r"[\x00-\x1f\x7f-\x9f]")  # Unicode category Cc; U+2028 and friends are allowed
+_SURROGATE = re.compile(r"[\ud800-\udfff]")  # how Python spells bytes of a file name that are not UTF-8
+
+
+def shown(name: str) -> str:
+    """A name as messages print it: quoted, with undecodable bytes as ``\\xNN`` and unprintable characters
+    (controls, U+2028, ...) escaped, so that a message stays one readable line."""
+    try:
+        text = name.encode("utf-8", "surrogateescape").decode("utf-8", "backslashreplace")
+    except UnicodeError:  # a lone surrogate that is no escaped byte
+        text = name
+    return "'" + "".join(ch if ch.isprintable() else ascii(ch)[1:-1] for ch in text) + "'"
+
+
+def unsafe_reason(name: str, what: str = "clip name") -> str | None:
+    """Why a class or clip name cannot be joined to a folder safely, or None when it can.
+
+    The rule for every dataset: no path separators, not ``.`` or ``..`` (nor any name starting with
+    ``..``), no control characters, valid UTF-8; spaces and other Unicode (U+2028 included) are allowed.
 
     Args:
-        name: The clip file name as written in the split file.
+        name: The name as written in the split file (or the split file's name, for a class).
+        what: What the name is, for the message: ``"clip name"`` or ``"class name"``.
 
     Returns:
-        A short reason, or None for a plain file name.
+        A short reason, or None for a plain name.
     """
     if not name.strip():
-        return "empty clip name"
+        return f"empty {what}"
+    if _SURROGATE.search(name):
+        return f"{what} {shown(name)} is not valid UTF-8"
     if "/" in name or "\\" in name:
-        return f"clip name {name!r} contains a path separator"
+        return f"{what} {shown(name)} contains a path separator"
     if name in (".", "..") or name.startswith(".."):
-        return f"clip name {name!r} refers to a parent or current folder"
-    if any(ord(ch) < 32 for ch in name):
-        return f"clip name {name!r} contains a NUL or control character"
+        return f"{what} {shown(name)} refers to a parent or current folder"
+    if _CONTROL.search(name):
+        return f"{what} {shown(name)} contains a NUL or control character"
     return None
+
+
+def links_outside(root: Path, entries: Iterable[ClipEntry]) -> list[tuple[str, Path]]:
+    """Clips that symlinks (the clip's own or its class folder's) lead outside the data root.
+
+    Extract follows such links (the data root is the user's; split-file names alone can never leave it)
+    and reports them. Costs one ``lstat`` per clip and one ``realpath`` per class folder and per link.
+
+    Args:
+        root: The data root.
+        entries: Clips of the split (those with a ``problem`` are skipped: they are never read).
+
+    Returns:
+        ``(relative path, where it really is)`` of every such clip.
+    """
+    real_root, out, classes = root.resolve(), [], {}
+    for e in entries:
+        if e.problem:
+            continue
+        try:
+            if e.cls not in classes:
+                classes[e.cls] = (root / e.cls).resolve()
+            path = root / e.rel_path
+            real = path.resolve() if path.is_symlink() else classes[e.cls] / e.name
+        except (OSError, RuntimeError):
+            continue  # the worker records why the clip cannot be read
+        if not real.is_relative_to(real_root):
+            out.append((e.rel_path, real))
+    return out
 
 
 def find_splits_dir(data_root: Path, splits_dir: Path | None = None) -> Path:
@@ -91,18 +141,15 @@ def find_splits_dir(data_root: Path, splits_dir: Path | None = None) -> Path:
         SplitError: If no such folder exists.
     """
     if splits_dir is not None:
-        if not splits_dir.is_dir():
-            raise SplitError(
-                f"splits folder {splits_dir} does not exist; pass --splits-dir <folder of "
-                f"<class>_test_split<N>.txt files>"
-            )
+        _check_splits_dir(splits_dir)
         return splits_dir
     default = data_root / DEFAULT_SPLITS_DIRNAME
     if default.is_dir():
         return default
     if not data_root.is_dir():
+        state = "is not a folder" if data_root.exists() else "does not exist"
         raise SplitError(
-            f"data root {data_root} does not exist; pass --data-root <HMDB51 folder> "
+            f"data root {data_root} {state}; pass --data-root <HMDB51 folder> "
             f"(run `lsvit-pipeline synth` to make a synthetic one)"
         )
     found = sorted(p.parent for p in data_root.rglob("*_test_split1.txt"))
@@ -114,16 +161,25 @@ def find_splits_dir(data_root: Path, splits_dir: Path | None = None) -> Path:
     return found[0]
 
 
-def _split_files(splits_dir: Path) -> dict[str, dict[int, Path]]:
+def _check_splits_dir(splits_dir: Path) -> None:
     if not splits_dir.is_dir():
+        state = "is not a folder" if splits_dir.exists() else "does not exist"
         raise SplitError(
-            f"splits folder {splits_dir} does not exist; pass --splits-dir <folder of "
-            f"<class>_test_split<N>.txt files>"
+            f"splits folder {splits_dir} {state}; pass --splits-dir <folder of <class>_test_split<N>.txt files>"
         )
+
+
+def _split_files(splits_dir: Path) -> dict[str, dict[int, Path]]:
+    _check_splits_dir(splits_dir)
     files: dict[str, dict[int, Path]] = {}
     for p in splits_dir.iterdir():
-        m = _FILE_RE.match(p.name)
+        m = _FILE_RE.fullmatch(p.name)
         if m and p.is_file():
+            problem = unsafe_reason(m["cls"], "class name")
+            if problem:
+                raise SplitError(
+                    f"split file {shown(p.name)} in {splits_dir}: {problem}; rename or remove that file"
+                )
             files.setdefault(m["cls"], {})[int(m["n"])] = p
     if not files:
         raise SplitError(
@@ -133,23 +189,33 @@ def _split_files(splits_dir: Path) -> dict[str, dict[int, Path]]:
     return files
 
 
-def _parse_file(path: Path, cls: str, label: int) -> list[ClipEntry]:
+_LINE_RE = re.compile(r"(?P<name>.*?)[ \t]+(?P<flag>[^ \t]+)")
+
+
+def _split_lines(path: Path) -> list[str]:
+    """The lines of a split file as the official ones are written: UTF-8 (a BOM is dropped), ``\\n`` or
+    ``\\r\\n`` line ends; other Unicode line separators (U+2028, ...) stay inside their line."""
     try:
-        text = path.read_text(encoding="utf-8")
+        text = path.read_bytes().decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise SplitError(f"{path}: cannot read split file ({e}); fix or replace it") from e
+    return [line.removesuffix("\r") for line in text.split("\n")]
+
+
+def _parse_file(path: Path, cls: str, label: int) -> list[ClipEntry]:
     clips: list[ClipEntry] = []
     seen: dict[str, int] = {}
-    for lineno, raw in enumerate(text.splitlines(), start=1):
-        line = raw.rstrip()  # the official files end every line with a space
-        if not line:
+    for lineno, raw in enumerate(_split_lines(path), start=1):
+        line = raw.rstrip(" \t")  # the official files end every line with a space
+        if not line.strip(" \t"):
             continue
-        name, sep, flag = line.rpartition(" ")
-        if not sep:
+        m = _LINE_RE.fullmatch(line)  # one run of spaces or tabs separates the name from the flag
+        if not m:
             raise SplitError(
                 f"{path}:{lineno}: malformed line {raw!r}; expected '<clip name> <flag>' with "
                 f"flag 1 (train), 2 (test) or 0 (unused)"
             )
+        name, flag = m["name"].lstrip(" \t"), m["flag"]
         if flag not in FLAGS:
             raise SplitError(
                 f"{path}:{lineno}: bad flag {flag!r}; allowed flags are 1 (train), 2 (test), 0 (unused)"
