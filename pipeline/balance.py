@@ -6,15 +6,14 @@ averaging two videos does not make a real video of the action (no SMOTE).
 """
 
 import json
-import os
 import statistics
-import tempfile
 import zlib
 from collections import Counter
 from pathlib import Path
 
 import numpy as np
 
+from lsvit.pipeline.atomic import write_json_atomic
 from lsvit.pipeline.errors import LsvitError
 
 STRATEGIES = ("oversample", "undersample", "hybrid")
@@ -159,19 +158,6 @@ def class_weights(counts: dict[str, int], beta: float = 0.999) -> dict:
     return {"inverse_frequency": normalised(inverse), "effective_number": normalised(effective)}
 
 
-def _write_json_atomic(path: Path, data: dict) -> None:
-    """Writes sorted-key JSON through a temporary file and os.replace, so readers never see half a file."""
-    text = json.dumps(data, sort_keys=True, indent=1) + "\n"
-    fd, tmp = tempfile.mkstemp(dir=path.parent, prefix=f".{path.name}.", suffix=".tmp")
-    try:
-        with os.fdopen(fd, "w", encoding="utf-8") as f:
-            f.write(text)
-        os.replace(tmp, path)
-    except BaseException:
-        Path(tmp).unlink(missing_ok=True)
-        raise
-
-
 def manifest_name(strategy: str, subset: str) -> str:
     """File name of a manifest, e.g. ``balanced-hybrid-train.json``."""
     return f"balanced-{strategy}-{subset}.json"
@@ -203,6 +189,7 @@ def write_manifests(
 
     Raises:
         BalanceError: unknown subset or bad arguments (see `plan_draws`, `class_weights`).
+        WriteError: a file could not be written (e.g. the disk is full).
     """
     if subset not in SUBSETS:
         raise BalanceError(f"unknown subset {subset!r}; allowed: {', '.join(SUBSETS)}")
@@ -212,11 +199,11 @@ def write_manifests(
             key_to_class, classes, strategy, seed, target if strategy == "hybrid" else None, subset=subset
         )
         names[strategy] = manifest_name(strategy, subset)
-        _write_json_atomic(split_dir / names[strategy], manifest)
+        write_json_atomic(split_dir / names[strategy], manifest)
     counts = Counter(key_to_class.values())
     counts = {c: counts.get(c, 0) for c in classes}
     weights = class_weights(counts, beta)
-    _write_json_atomic(
+    write_json_atomic(
         split_dir / f"class-weights-{subset}.json",
         {"version": MANIFEST_VERSION, "subset": subset, "beta": beta, "counts": counts, **weights},
     )

@@ -1,4 +1,4 @@
-"""``lsvit-pipeline``: synth, extract, merge and eda."""
+"""``lsvit-pipeline``: synth, extract, merge, verify and eda."""
 
 from pathlib import Path
 from typing import Annotated
@@ -106,6 +106,23 @@ def merge(
     typer.echo(
         f"{n} samples in {len(index['shards'])} shards, {index['num_failures']} failures -> {split_dir}/index.json"
     )
+
+
+@app.command()
+def verify(
+    split_dir: Annotated[
+        Path, typer.Argument(help="Split folder (shards/split1), or a shard folder holding one split.")
+    ],
+) -> None:
+    """Check every shard against the size and sha256 in the index; exit 2 naming each one that differs."""
+    from lsvit.pipeline.verify import VerifyError, verify_split
+
+    report = verify_split(split_dir)
+    for name, problem in report.bad:
+        typer.echo(f"bad: {name}: {problem}", err=True)
+    if report.bad:
+        raise VerifyError(report.summary())
+    typer.echo(report.summary())
 
 
 @app.command()

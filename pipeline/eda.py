@@ -6,6 +6,7 @@ numbers plus suggested augmentation ranges), class_counts.png and, for shards, p
 """
 
 import json
+import shutil
 import tarfile
 from pathlib import Path
 
@@ -13,6 +14,7 @@ import numpy as np
 from scipy.stats import ks_2samp
 from tqdm import tqdm
 
+from lsvit.pipeline.atomic import make_dirs, write_failed, write_json_atomic
 from lsvit.pipeline.errors import LsvitError
 from lsvit.pipeline.shardindex import ShardIndex, is_url, read_index, resolve_split_dir
 
@@ -243,17 +245,28 @@ def run_eda(shards: Path | None, splits_dir: Path | None, out: Path) -> dict:
 
     if (shards is None) == (splits_dir is None):
         raise EdaError("give exactly one of --shards (extracted shards) or --splits-dir (split files only)")
-    out.mkdir(parents=True, exist_ok=True)
+    frame = None
     if shards is not None:
         if is_url(shards):
             raise EdaError(f"--shards {shards}: eda reads a local shard folder, not a URL")
         report, frame = shard_report(resolve_split_dir(shards))
-        figures = [eda_plots.plot_class_counts(report, out / "class_counts.png")]
-        if frame["brightness"].size:
-            figures.append(eda_plots.plot_photometric(report, frame, out / "photometric.png"))
     else:
         report = split_files_report(splits_dir)
-        figures = [eda_plots.plot_class_counts(report, out / "class_counts.png")]
-    report["figures"] = [p.name for p in figures]
-    (out / "eda.json").write_text(json.dumps(report, sort_keys=True, indent=1) + "\n", encoding="utf-8")
+    # The folder is made only once there is something to write, and removed again if it was new and the
+    # writing failed: a failed eda leaves nothing behind.
+    new = not out.exists()
+    make_dirs(out, "--out")
+    try:
+        try:
+            figures = [eda_plots.plot_class_counts(report, out / "class_counts.png")]
+            if frame is not None and frame["brightness"].size:
+                figures.append(eda_plots.plot_photometric(report, frame, out / "photometric.png"))
+            report["figures"] = [p.name for p in figures]
+            write_json_atomic(out / "eda.json", report, hint="rerun eda")
+        except OSError as e:  # from matplotlib's savefig
+            raise write_failed(out, e, "rerun eda") from e
+    except BaseException:
+        if new:
+            shutil.rmtree(out, ignore_errors=True)
+        raise
     return report

@@ -6,26 +6,25 @@ or their timing; finished shards survive an interruption and a rerun only redoes
 
 import hashlib
 import json
-import multiprocessing as mp
 import os
-import queue
 import re
-import signal
+import stat
 import sys
-from concurrent.futures import FIRST_COMPLETED, ProcessPoolExecutor, wait
-from concurrent.futures.process import BrokenProcessPool
 from dataclasses import asdict, dataclass
 from pathlib import Path
 
-import torch
 from tqdm import tqdm
 
 from lsvit import __version__
 from lsvit.pipeline import shards as sh
+from lsvit.pipeline.atomic import make_dirs
 from lsvit.pipeline.decode import DecodeError, decode_clip, resolve_device
 from lsvit.pipeline.errors import LsvitError
-from lsvit.pipeline.merge import index_name, write_index
-from lsvit.pipeline.splits import ClipEntry, find_splits_dir, load_split
+from lsvit.pipeline.lock import hold
+from lsvit.pipeline.merge import index_name, lock_name, write_index
+from lsvit.pipeline.pool import Tick, check_main, run_tasks
+from lsvit.pipeline.records import RECORDS_DIRNAME, adopt, write_record
+from lsvit.pipeline.splits import ClipEntry, find_splits_dir, links_outside, load_split
 from lsvit.pipeline.stats import clip_stats
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -119,8 +118,14 @@ def _clip_sample(entry: ClipEntry, task: _Task) -> dict | str:
     if entry.problem:
         return f"unsafe clip name, not read: {entry.problem}"
     path = task.data_root / entry.rel_path
-    if not path.is_file():
-        return "file not found" if not path.exists() else "not a regular file"
+    try:
+        mode = path.stat().st_mode
+    except FileNotFoundError:
+        return "file not found"
+    except OSError as e:  # a name too long for the file system, a folder we may not enter, a link loop
+        return f"cannot read file ({e.strerror or e})"
+    if not stat.S_ISREG(mode):
+        return "not a regular file"
     try:
         clip = decode_clip(path, task.frames, task.device)
     except DecodeError as e:
@@ -128,24 +133,14 @@ def _clip_sample(entry: ClipEntry, task: _Task) -> dict | str:
     return sh.clip_sample(entry, clip, clip_stats(clip.frames), task.split, task.jpeg_quality)
 
 
-_progress: "mp.Queue | None" = None
-
-
-def _init_worker(progress: "mp.Queue") -> None:
-    global _progress
-    _progress = progress
-    signal.signal(signal.SIGINT, signal.SIG_IGN)  # the parent handles Ctrl-C and stops the workers
-    torch.set_num_threads(1)  # parallelism comes from the processes
-
-
-def _run_shard(task: _Task, tick=None) -> dict:
+def _run_shard(task: _Task, tick: Tick) -> dict:
     """Writes one shard and then its record; returns the record."""
-    tick = tick or (lambda ok: _progress.put(ok))
     failures: list[dict] = []
     samples: list[dict] = []
 
     def produce():
         for entry in task.job.entries:
+            check_main()
             result = _clip_sample(entry, task)
             if isinstance(result, str):
                 failures.append(
@@ -156,10 +151,12 @@ def _run_shard(task: _Task, tick=None) -> dict:
                 yield result
             tick(not isinstance(result, str))
 
-    info = sh.write_shard(task.split_dir / task.job.name, produce())
+    # In a worker, check_main stops the task (no tar, no record) once the run it works for has exited.
+    info = sh.write_shard(task.split_dir / task.job.name, produce(), before_publish=check_main)
     record = {"url": task.job.name, "subset": task.job.subset, "number": task.job.number, **info}
     record.update(fingerprint=task.fingerprint, samples=samples, failures=failures)
-    sh.write_json_atomic(sh.record_path(task.split_dir, task.job.name), record)
+    check_main()
+    write_record(task.split_dir, record)
     return record
 
 
@@ -167,55 +164,10 @@ def _say(msg: str) -> None:
     tqdm.write(msg, file=sys.stderr)
 
 
-def _run_pool(tasks: list[_Task], workers: int, bar: tqdm) -> list[dict]:
-    if workers == 0:
-        threads = torch.get_num_threads()
-        torch.set_num_threads(1)  # as in the workers: the bytes must not depend on where a shard was made
-        try:
-            return [_run_shard(t, tick=lambda ok: _count(bar, ok)) for t in tasks]
-        finally:
-            torch.set_num_threads(threads)
-    records: list[dict] = []
-    # forkserver: a clean process without CUDA or threads imports torch once and forks the workers from it.
-    ctx = mp.get_context("forkserver")
-    ctx.set_forkserver_preload([__name__])
-    progress = ctx.Queue()
-    pool = ProcessPoolExecutor(workers, mp_context=ctx, initializer=_init_worker, initargs=(progress,))
-    try:
-        pending = {pool.submit(_run_shard, t) for t in tasks}
-        while pending:
-            done, pending = wait(pending, timeout=0.2, return_when=FIRST_COMPLETED)
-            _drain(progress, bar)
-            records.extend(f.result() for f in done)
-        _drain(progress, bar)
-    except BaseException as e:
-        # Ctrl-C or a worker error: stop at once; unfinished shards stay .tmp and are redone on rerun.
-        pool.shutdown(wait=False, cancel_futures=True)
-        for child in mp.active_children():
-            child.terminate()
-        if isinstance(e, BrokenProcessPool):
-            raise ExtractError(
-                "a worker process died (killed, or out of memory?); finished shards are kept: rerun to resume"
-            ) from e
-        raise
-    pool.shutdown()
-    _drain(progress, bar)  # ticks still in the pipe when the last shard finished
-    return records
-
-
 def _count(bar: tqdm, ok: bool) -> None:
     bar.failures += not ok
     bar.set_postfix(failures=bar.failures, refresh=False)
     bar.update(1)
-
-
-def _drain(progress: "mp.Queue", bar: tqdm) -> None:
-    while True:
-        try:
-            ok = progress.get_nowait()
-        except queue.Empty:
-            return
-        _count(bar, ok)
 
 
 def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
@@ -230,26 +182,52 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
         non-empty), ``resumed``, ``samples``, ``failures``, ``device``.
 
     Raises:
-        LsvitError: Missing data root or splits folder, bad split files, unusable device.
+        LsvitError: Missing data root or splits folder, bad split files, unusable device or ``--out``,
+            another run writing the same shards, a file that cannot be written (e.g. a full disk).
     """
     if not cfg.data_root.is_dir():
+        state = "is not a folder" if cfg.data_root.exists() else "does not exist"
         raise ExtractError(
-            f"data root {cfg.data_root} does not exist; pass --data-root <HMDB51 folder> "
+            f"data root {cfg.data_root} {state}; pass --data-root <HMDB51 folder> "
             f"(or make a synthetic one with `lsvit-pipeline synth`)"
         )
     splits_dir = find_splits_dir(cfg.data_root, cfg.splits_dir)
     spec = load_split(splits_dir, cfg.split)
     device = resolve_device(cfg.device)  # logs why when "auto" falls back to the CPU
     jobs = sh.plan_shards([c for c in spec.clips if c.subset in cfg.subsets], cfg.shard_max_samples, cfg.part)
+    make_dirs(cfg.out, "--out")
+    make_dirs(cfg.split_dir / RECORDS_DIRNAME, "--out")
+    what = "extract" if cfg.part[1] == 1 else f"extract --part {cfg.part[0]}/{cfg.part[1]}"
+    with hold(cfg.split_dir, lock_name(cfg.part), what):  # parts have their own locks: they may run at once
+        return _extract(cfg, spec.classes, splits_dir, device, jobs, progress)
+
+
+def _extract(
+    cfg: ExtractConfig,
+    classes: list[str],
+    splits_dir: Path,
+    device: str,
+    jobs: list[sh.ShardJob],
+    progress: bool,
+) -> dict:
     split_dir = cfg.split_dir
-    (split_dir / sh.RECORDS_DIRNAME).mkdir(parents=True, exist_ok=True)
     for name in sh.remove_stale(split_dir, [j.name for j in jobs], cfg.part):
         _say(f"removed stale {name}")
     # Absolute paths: workers come from a forkserver whose working directory may differ from ours.
     root, out_dir = cfg.data_root.resolve(), split_dir.resolve()
+    links = links_outside(cfg.data_root, (e for j in jobs for e in j.entries))
+    if links:
+        _say(
+            f"note: {len(links)} clip(s) are symlinks that lead outside {cfg.data_root} and are followed, "
+            f"e.g. {links[0][0]} -> {links[0][1]}"
+        )
     fields = (cfg.split, cfg.frames, device, cfg.jpeg_quality)
     tasks = [_Task(j, root, out_dir, *fields, _fingerprint(j, cfg, device)) for j in jobs]
-    records = {t.job.name: sh.load_complete_record(split_dir, t.job.name, t.fingerprint) for t in tasks}
+    records = {}
+    for t in tasks:  # sizes and sha256 checked: a damaged shard is extracted again, never adopted
+        records[t.job.name], damaged = adopt(split_dir, t.job.name, t.fingerprint)
+        if damaged:
+            _say(f"{damaged}; extracting it again")
     todo = [t for t in tasks if records[t.job.name] is None]
     workers = len(os.sched_getaffinity(0)) if cfg.workers is None else cfg.workers
     bar = tqdm(
@@ -262,7 +240,8 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
     )
     bar.failures = sum(len(r["failures"]) for r in records.values() if r)
     try:
-        records.update((r["url"], r) for r in _run_pool(todo, min(workers, len(todo)), bar))
+        done = run_tasks(_run_shard, todo, min(workers, len(todo)), lambda ok: _count(bar, ok), __name__)
+        records.update((r["url"], r) for r in done)
     except KeyboardInterrupt:
         _say("interrupted: finished shards are kept; rerun the same command to resume")
         raise
@@ -272,7 +251,7 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
     index = write_index(
         split_dir,
         split=cfg.split,
-        classes=spec.classes,
+        classes=classes,
         subsets=cfg.subsets,
         records=[records[j.name] for j in jobs],
         expected=[e.rel_path for j in jobs for e in j.entries],

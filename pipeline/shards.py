@@ -1,26 +1,27 @@
 """The shard format: sample keys, the deterministic shard plan, and atomic, reproducible shard files.
 
 A shard is complete when its tar exists *and* its record ``records/<shard>.json`` (written after the tar
-is renamed into place) matches the tar's size and the job's fingerprint; anything else is redone.
+is renamed into place, see ``lsvit.pipeline.records``) matches the tar's size, sha256 and the job's
+fingerprint; anything else is redone.
 """
 
 import hashlib
 import json
-import os
 import re
-from collections.abc import Iterable, Sequence
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
 import webdataset as wds
 from torchcodec.encoders import JpegEncoder
 
+from lsvit.pipeline.atomic import atomic_open
 from lsvit.pipeline.decode import DecodedClip
 from lsvit.pipeline.errors import LsvitError
+from lsvit.pipeline.records import RECORDS_DIRNAME, file_sha256
 from lsvit.pipeline.splits import ClipEntry
 
 SUBSETS = ("train", "test", "unused")
-RECORDS_DIRNAME = "records"
 # Fixed tar header fields: together with deterministic content they make reruns byte-identical.
 TAR_MTIME = 0  # an int: a float mtime makes tarfile add a PAX header (1 kB) to every member
 TAR_OWNER = "lsvit"
@@ -29,7 +30,7 @@ _PART_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
 
 class ShardError(LsvitError, ValueError):
-    """A bad ``--part`` or a shard folder that cannot be merged or read as expected."""
+    """A bad ``--part``."""
 
 
 def clip_key(cls: str, name: str) -> str:
@@ -94,7 +95,9 @@ def parse_part(text: str | tuple[int, int]) -> tuple[int, int]:
             raise ShardError(f"--part {text!r} is not of the form i/N (0-based), e.g. 0/4 ... 3/4")
         text = (int(m[1]), int(m[2]))
     i, n = text
-    if not (n >= 1 and 0 <= i < n):
+    if n < 1:
+        raise ShardError(f"--part {i}/{n}: N must be 1 or more, e.g. 0/1 (the whole split) or 0/4 ... 3/4")
+    if not 0 <= i < n:
         raise ShardError(
             f"--part {i}/{n}: need N >= 1 and 0 <= i < N (parts are 0-based: 0/{n} ... {n - 1}/{n})"
         )
@@ -171,86 +174,46 @@ def plan_shards(
     return jobs
 
 
-def write_shard(path: Path, samples: Iterable[dict]) -> dict:
+class _NoShard(Exception):
+    """Every clip of the shard failed: no tar is published (stock WebDataset rejects an empty one)."""
+
+
+def write_shard(
+    path: Path, samples: Iterable[dict], before_publish: Callable[[], None] | None = None
+) -> dict:
     """Writes samples with webdataset's ``TarWriter`` to ``<path>.tmp`` and renames it to ``path``.
 
     Args:
         path: Final tar path.
         samples: WebDataset sample dicts whose values are already bytes (``__key__`` a str).
+        before_publish: Called after the tar is complete and just before it is renamed into place; it may
+            raise to keep the tar from being published (the temporary file is removed).
 
     Returns:
         ``{"count", "bytes", "sha256"}`` of the finished tar; with no sample no tar is left at all.
+
+    Raises:
+        WriteError: The tar could not be written (e.g. the disk is full); nothing is left under ``path``.
     """
-    tmp = path.with_name(path.name + ".tmp")
     count = 0
     try:
-        with tmp.open("wb") as fh:
+        with atomic_open(path, "wb") as fh:
             with wds.TarWriter(
                 fh, user=TAR_OWNER, group=TAR_OWNER, compress=False, encoder=False, mtime=TAR_MTIME
             ) as writer:
                 for sample in samples:
                     writer.write(sample)
                     count += 1
+            if count == 0:
+                raise _NoShard
             fh.flush()
-            os.fsync(fh.fileno())
-        if count == 0:  # stock WebDataset rejects an empty shard, so none is written
-            path.unlink(missing_ok=True)
-            return {"count": 0, "bytes": 0, "sha256": None}
-        digest = hashlib.sha256(tmp.read_bytes()).hexdigest()
-        size = tmp.stat().st_size
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-    return {"count": count, "bytes": size, "sha256": digest}
-
-
-def write_json_atomic(path: Path, data: object, lines: bool = False) -> None:
-    """Writes JSON (or JSON lines from a list) to ``<path>.tmp`` and renames it into place.
-
-    Args:
-        path: Destination.
-        data: A JSON-ready object, or with ``lines`` a sequence of them (one per line).
-        lines: Write JSON lines instead of one indented document.
-    """
-    if lines:
-        text = "".join(json.dumps(x, sort_keys=True) + "\n" for x in data)  # type: ignore[union-attr]
-    else:
-        text = json.dumps(data, indent=1, sort_keys=True) + "\n"
-    tmp = path.with_name(path.name + ".tmp")
-    try:
-        with tmp.open("w", encoding="utf-8") as fh:
-            fh.write(text)
-            fh.flush()
-            os.fsync(fh.fileno())
-        tmp.replace(path)
-    finally:
-        tmp.unlink(missing_ok=True)
-
-
-def record_path(split_dir: Path, shard_name: str) -> Path:
-    """Where the completion record of a shard lives."""
-    return split_dir / RECORDS_DIRNAME / f"{shard_name}.json"
-
-
-def load_complete_record(split_dir: Path, shard_name: str, fingerprint: str) -> dict | None:
-    """The record of a finished shard, or None when the shard has to be (re)written.
-
-    Args:
-        split_dir: The split's shard folder.
-        shard_name: Tar file name.
-        fingerprint: What the shard would be made from now (clips and settings).
-
-    Returns:
-        The record when the tar exists with the recorded size and the fingerprints match, else None.
-    """
-    try:
-        record = json.loads(record_path(split_dir, shard_name).read_text(encoding="utf-8"))
-        size = (split_dir / shard_name).stat().st_size if record.get("count") else 0
-    except (OSError, ValueError, AttributeError):
-        return None
-    if record.get("fingerprint") != fingerprint or record.get("bytes") != size:
-        return None
-    return record
+            info = {"count": count, "bytes": fh.tell(), "sha256": file_sha256(Path(fh.name))}
+            if before_publish is not None:
+                before_publish()
+    except _NoShard:
+        path.unlink(missing_ok=True)
+        return {"count": 0, "bytes": 0, "sha256": None}
+    return info
 
 
 def remove_stale(split_dir: Path, keep: Sequence[str], part: tuple[int, int]) -> list[str]:

@@ -13,7 +13,9 @@ import torch
 from torchcodec.encoders import VideoEncoder
 from tqdm import tqdm
 
+from lsvit.pipeline.atomic import atomic_open, make_dirs, write_failed
 from lsvit.pipeline.errors import LsvitError
+from lsvit.pipeline.lock import hold
 from lsvit.pipeline.synth_motion import MOTIONS, render_clip
 
 # Roughly the bit rate of the real HMDB51 DivX clips (~490 kb/s at 320x240).
@@ -33,12 +35,13 @@ def write_clip(path: Path, frames: np.ndarray, fps: float = 30.0) -> None:
 
     Raises:
         ValueError: ``frames`` is not a ``(T, H, W, 3)`` uint8 array.
+        WriteError: The clip could not be written (e.g. the disk is full); nothing is left behind.
     """
     frames = np.asarray(frames)
     if frames.ndim != 4 or frames.shape[-1] != 3 or frames.dtype != np.uint8:
         raise ValueError(f"frames must be (T, H, W, 3) uint8, got {frames.shape} {frames.dtype}")
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
+    make_dirs(path.parent, "clip folder")
     tmp = path.with_name(f".{path.name}.{os.getpid()}.tmp")
     tensor = torch.from_numpy(frames).permute(0, 3, 1, 2).contiguous()
     try:
@@ -47,6 +50,8 @@ def write_clip(path: Path, frames: np.ndarray, fps: float = 30.0) -> None:
                 fh, "avi", codec="mpeg4", pixel_format="yuv420p", extra_options={"b": BIT_RATE}
             )
         tmp.replace(path)
+    except OSError as e:
+        raise write_failed(path, e) from e
     finally:
         tmp.unlink(missing_ok=True)
 
@@ -66,6 +71,7 @@ REAL_TOTALS = {
 CLASSES = sorted(REAL_TOTALS)
 SPLITS_DIRNAME = "testTrainMulti_7030_splits"
 MARKER = "synth.json"
+LOCK = ".synth.lock"  # one synth at a time per tree (see lsvit.pipeline.lock)
 FPS = 30.0
 # Video-title stems for clip names; some carry the special characters real HMDB51 names contain.
 _STEMS = (
@@ -167,6 +173,12 @@ def _render_and_write(job: tuple[Path, int, int, int, tuple[int, int]]) -> None:
 def _check_out(cfg: SynthConfig) -> None:
     """Refuses to mix trees: ``out`` must be new, empty, or an earlier synth run with the same settings."""
     marker = cfg.out / MARKER
+    if cfg.out.exists() and not cfg.out.is_dir():
+        raise SynthError(f"--out {cfg.out} exists and is not a folder: pass a new or empty folder")
+    try:
+        foreign = cfg.out.is_dir() and any(p.name != LOCK for p in cfg.out.iterdir())
+    except OSError as e:
+        raise SynthError(f"--out {cfg.out} cannot be read ({e.strerror or e}): pass another folder") from e
     if marker.is_file():
         try:
             old = json.loads(marker.read_text())
@@ -178,14 +190,13 @@ def _check_out(cfg: SynthConfig) -> None:
             raise SynthError(
                 f"{cfg.out} was synthesised with {was}: pass the same settings to resume, or another --out"
             )
-    elif cfg.out.exists() and any(cfg.out.iterdir()):
+    elif foreign:
         raise SynthError(f"{cfg.out} is not empty and was not written by synth: pass an empty or new --out")
 
 
 def _write_text(path: Path, text: str) -> None:
-    tmp = path.with_name(f".{path.name}.tmp")
-    tmp.write_text(text)
-    tmp.replace(path)
+    with atomic_open(path, "w") as fh:
+        fh.write(text)
 
 
 def synthesize(
@@ -214,11 +225,20 @@ def synthesize(
 
     Raises:
         SynthError: Settings out of range, or ``out`` holds something else.
+        LockedError: Another synth is writing into ``out``.
+        WriteError: ``out`` or a file in it cannot be written (e.g. the disk is full).
     """
     start = time.perf_counter()
     cfg = SynthConfig(Path(out), scale, seed, workers, min_per_class, frames_range)
     _check_out(cfg)
-    cfg.out.mkdir(parents=True, exist_ok=True)
+    make_dirs(cfg.out, "--out")
+    with hold(cfg.out, LOCK, "synth"):
+        return _synthesize(cfg, start)
+
+
+def _synthesize(cfg: SynthConfig, start: float) -> SynthSummary:
+    scale, seed, workers, frames_range = cfg.scale, cfg.seed, cfg.workers, cfg.frames_range
+    min_per_class = cfg.min_per_class
     _write_text(cfg.out / MARKER, json.dumps(cfg.record()))
     for stale in cfg.out.glob("*/.*.avi.*.tmp"):  # left by an interrupted run
         stale.unlink()

@@ -8,7 +8,7 @@ import subprocess
 import pytest
 import webdataset as wds
 
-from lsvit.pipeline import merge
+from lsvit.pipeline import merge, records
 from lsvit.pipeline import shards as sh
 from lsvit.pipeline.splits import ClipEntry
 
@@ -127,20 +127,28 @@ def test_write_shard_failure_leaves_nothing(tmp_path) -> None:
     assert list(tmp_path.iterdir()) == []
 
 
-def test_complete_record_needs_tar_size_and_fingerprint(tmp_path) -> None:
-    (tmp_path / sh.RECORDS_DIRNAME).mkdir()
-    info = sh.write_shard(tmp_path / "train-000000.tar", _samples(2))
-    assert sh.load_complete_record(tmp_path, "train-000000.tar", "fp") is None  # tar without record
-    sh.write_json_atomic(sh.record_path(tmp_path, "train-000000.tar"), {**info, "fingerprint": "fp"})
-    assert sh.load_complete_record(tmp_path, "train-000000.tar", "fp")["count"] == 2
-    assert sh.load_complete_record(tmp_path, "train-000000.tar", "other") is None
-    with (tmp_path / "train-000000.tar").open("ab") as fh:
-        fh.write(b"\0" * 512)
-    assert sh.load_complete_record(tmp_path, "train-000000.tar", "fp") is None
+def test_complete_record_needs_tar_size_sha256_and_fingerprint(tmp_path) -> None:
+    (tmp_path / records.RECORDS_DIRNAME).mkdir()
+    tar = tmp_path / "train-000000.tar"
+    info = sh.write_shard(tar, _samples(2))
+    assert records.adopt(tmp_path, tar.name, "fp") == (None, None)  # tar without record: never finished
+    samples = [{"key": f"k{i}", "class": "c", "clip": f"c/{i}.avi"} for i in range(2)]
+    record = {"url": tar.name, "subset": "train", "number": 0, **info, "fingerprint": "fp"}
+    records.write_record(tmp_path, record | {"samples": samples, "failures": []})
+    assert records.adopt(tmp_path, tar.name, "fp")[0]["count"] == 2
+    assert records.adopt(tmp_path, tar.name, "other") == (None, None)  # other clips or settings: redone
+    good = tar.read_bytes()
+    tar.write_bytes(good[:-1] + b"x")  # same size, other bytes
+    assert records.adopt(tmp_path, tar.name, "fp") == (
+        None,
+        f"{tar.name}: sha256 differs from the recorded one (damaged or replaced by another shard)",
+    )
+    tar.write_bytes(good + b"\0" * 512)
+    assert "truncated or replaced" in records.adopt(tmp_path, tar.name, "fp")[1]
 
 
 def test_remove_stale_only_touches_own_family(tmp_path) -> None:
-    rec = tmp_path / sh.RECORDS_DIRNAME
+    rec = tmp_path / records.RECORDS_DIRNAME
     rec.mkdir()
     names = [
         "train-000000.tar",
@@ -176,8 +184,10 @@ def test_index_and_failure_names() -> None:
 
 
 def test_merge_without_parts_is_a_clear_error(tmp_path) -> None:
-    with pytest.raises(sh.ShardError, match="no part indexes"):
+    with pytest.raises(merge.MergeError, match="no part indexes"):
         merge.merge_parts(tmp_path)
-    (tmp_path / "index-p0of3.json").write_text(json.dumps({"classes": ["a"], "shards": []}))
-    with pytest.raises(sh.ShardError, match=r"part\(s\) 1/3, 2/3 missing"):
+    part = {"classes": ["a"], "shards": [], "part": "0/3", "split": 1, "num_clips": 0, "subsets": ["train"]}
+    part |= {"empty_shards": [], "config": {"seed": 0, "balance_target": None}}
+    (tmp_path / "index-p0of3.json").write_text(json.dumps(part))
+    with pytest.raises(merge.MergeError, match=r"part\(s\) 1/3, 2/3 missing"):
         merge.merge_parts(tmp_path)
