@@ -2,14 +2,25 @@
 
 Everything here runs in the main process before any worker starts, so a missing or mismatched file
 fails fast with one clear message. The step math is pure functions on ints.
+
+The validation hold-out (``val_fraction > 0``, see :mod:`lsvit.trainer.holdout`) splits the ``train``
+subset: its keys come from a balancing manifest (each lists every key of its subset), ``train`` draws only
+the kept keys, rebalanced over them with the manifest's own strategy and seed, and ``val`` reads the train
+shards keeping only the held-out keys. Which train shard holds a validation clip is not recorded, so a
+``val`` epoch has no exact step plan: it is read once, unpadded (evaluation needs no equal step counts, as
+it runs no collective until the final gather).
 """
 
 import hashlib
+import math
+import statistics
 from dataclasses import dataclass, replace
 from pathlib import Path
 
+from lsvit.pipeline.balance import STRATEGIES, plan_draws
 from lsvit.pipeline.errors import LsvitError
 from lsvit.pipeline.shardindex import ShardIndex
+from lsvit.trainer.holdout import holdout_keys
 
 
 class ShardSetError(LsvitError, ValueError):
@@ -75,6 +86,7 @@ class ShardSet:
     total_draws: int
     by_samples: bool = False
     steps: int = 0
+    exact: bool = True  # steps is the exact batch count of every rank (False: an estimate, no padding)
 
     def times(self, sample: dict) -> int:
         """How often a raw sample is drawn this epoch; checks it against the manifest and classes."""
@@ -99,38 +111,97 @@ class ShardSet:
         return self.draws[key]
 
 
-def load_shardset(index: ShardIndex, subset: str, train: bool, balance: str) -> ShardSet:
+def subset_keys(index: ShardIndex, subset: str, prefer: str = "hybrid") -> tuple[dict[str, str], dict]:
+    """Every key of a subset with its class, from one of its balancing manifests.
+
+    Args:
+        index: The split's checked index.
+        subset: A subset listed in index.json.
+        prefer: The manifest strategy to read first.
+
+    Returns:
+        ``(key -> class, the manifest read)``.
+
+    Raises:
+        ShardIndexError: No readable manifest for the subset.
+    """
+    order = [prefer] + [s for s in STRATEGIES if s != prefer]
+    listed = [s for s in order if s in index.data["manifests"].get(subset, {})] or order[:1]
+    m = index.manifest(subset, listed[0])
+    return {k: d["class"] for k, d in m["draws"].items()}, m
+
+
+def _rebalanced(m: dict, kept: dict[str, str], classes: list[str]) -> dict[str, int]:
+    """The manifest's strategy replanned over the kept keys (same seed; a hybrid --balance-target kept)."""
+    target = None
+    if m["strategy"] == "hybrid":
+        filled = sorted(n for n in m["before"].values() if n > 0)
+        if filled and m["target"] != statistics.median_low(filled):
+            target = m["target"]  # extract --balance-target N: keep N
+    plan = plan_draws(kept, classes, m["strategy"], seed=m["seed"], target=target)
+    return {k: d["count"] for k, d in plan["draws"].items()}
+
+
+def load_shardset(
+    index: ShardIndex, subset: str, train: bool, balance: str, val_fraction: float = 0.0
+) -> ShardSet:
     """The subset's shards and, for balanced training, the manifest's draws per epoch.
 
     Args:
         index: The split's checked index.
-        subset: Subset whose shards to read.
+        subset: Subset whose shards to read, or ``val`` (the hold-out of ``train``).
         train: Whether the manifest applies (evaluation never balances).
         balance: ``none`` or a manifest strategy.
+        val_fraction: Share of the ``train`` clips held out for ``val`` (0: none; ``val`` is then empty).
 
     Returns:
         The shard set without an epoch plan (``steps`` 0).
 
     Raises:
         ShardIndexError: unknown subset, missing shards, manifest missing or not matching the shards.
+        ShardSetError: ``val`` asked for with no hold-out.
     """
-    shards = index.shard_urls(subset)
+    holdout = subset == "val" or (subset == "train" and val_fraction > 0)
+    shards = index.shard_urls("train" if subset == "val" else subset)
     total = sum(n for _, n in shards)
-    if not train or balance == "none":
-        return ShardSet(index.base, index.classes, shards, None, None, None, total)
-    m = index.manifest(subset, balance)
-    draws = {k: d["count"] for k, d in m["draws"].items()}
-    key_class = {k: d["class"] for k, d in m["draws"].items()}
-    name = index.manifest_name(subset, balance)
+    if not holdout:
+        if not train or balance == "none":
+            return ShardSet(index.base, index.classes, shards, None, None, None, total)
+        m = index.manifest(subset, balance)
+        draws = {k: d["count"] for k, d in m["draws"].items()}
+        key_class = {k: d["class"] for k, d in m["draws"].items()}
+        name = index.manifest_name(subset, balance)
+        return ShardSet(index.base, index.classes, shards, draws, key_class, name, sum(draws.values()))
+    key_class, m = subset_keys(index, "train", balance if balance != "none" else "hybrid")
+    val = holdout_keys(key_class, val_fraction)
+    if subset == "val":
+        if not val:
+            raise ShardSetError(f"no validation clips with val_fraction={val_fraction}; use 0.05 or more")
+        draws = {k: int(k in val) for k in key_class}
+    else:
+        kept = {k: c for k, c in key_class.items() if k not in val}
+        draws = dict.fromkeys(val, 0)
+        draws.update(
+            _rebalanced(m, kept, index.classes) if train and balance != "none" else dict.fromkeys(kept, 1)
+        )
+    name = index.manifest_name("train", m["strategy"])
     return ShardSet(index.base, index.classes, shards, draws, key_class, name, sum(draws.values()))
 
 
-def plan_epoch(ss: ShardSet, train: bool, world_size: int, workers: int, batch_size: int) -> ShardSet:
-    """Adds the split mode and the steps every rank runs (see trainer.data's module docstring)."""
+def plan_epoch(
+    ss: ShardSet, train: bool, world_size: int, workers: int, batch_size: int, exact: bool = True
+) -> ShardSet:
+    """Adds the split mode and the steps every rank runs (see trainer.data's module docstring).
+
+    With ``exact=False`` (evaluation of a filtered subset such as ``val``) ``steps`` is only an estimate for
+    progress bars and the loader is not padded.
+    """
     by_samples = len(ss.shards) < world_size * max(workers, 1)
     if train:
         steps = train_steps(ss.total_draws, world_size, batch_size)
+    elif not exact:
+        steps = max(1, math.ceil(ss.total_draws / (world_size * batch_size)))
     else:
         per = eval_counts([n for _, n in ss.shards], world_size, workers, by_samples)
         steps = eval_steps(per, batch_size)
-    return replace(ss, by_samples=by_samples, steps=steps)
+    return replace(ss, by_samples=by_samples, steps=steps, exact=train or exact)
