@@ -19,15 +19,18 @@ Design (every DDP rank runs the same number of steps, whatever the shard sizes):
 * Evaluation: each rank streams its shards once (no balancing, no shuffle, last batch partial). Ranks
   with fewer batches re-yield their last batch until all ranks reach the same step count, so the union of
   keys is every test sample once and padded samples repeat a key already seen on that rank: **keep the
-  first prediction per key** (gather keys with the logits).
+  first prediction per key** (gather keys with the logits). The ``val`` subset (the hold-out of ``train``,
+  see ``trainer.shardset``) has no exact plan: each rank yields what its shards hold, unpadded.
+* Frames: training picks ``num_frames`` of the stored frames by ``frame_sampling``; evaluation takes them
+  uniformly, and with ``test_views`` other than 1x1 yields (B, V, T, 3, H, W) batches of V = T_v x S views
+  (``trainer.clips``).
 * Frames stay uint8 until they are on the device (`normalize`); batches are (B, T, 3, H, W) views of
   channels-last (B, T, H, W, 3) memory, so ``x.flatten(0, 1)`` feeds a channels-last conv directly.
 """
 
 import random
-from collections.abc import Iterator, Sequence
+from collections.abc import Iterator
 from dataclasses import dataclass, field
-from functools import partial
 from itertools import count, islice
 from pathlib import Path
 
@@ -39,8 +42,10 @@ from torch.utils.data import DataLoader, IterableDataset, get_worker_info
 
 from lsvit.pipeline.errors import LsvitError
 from lsvit.pipeline.shardindex import is_url, read_index, resolve_split_dir
-from lsvit.trainer.augment import AugConfig, eval_transform, jpeg_reduction, train_transform
-from lsvit.trainer.samples import counted, decode_clip
+from lsvit.trainer.augment import AugConfig
+from lsvit.trainer.clips import make_prepare
+from lsvit.trainer.preprocess import normalize  # re-exported: the loader's batches go through it
+from lsvit.trainer.samples import counted
 from lsvit.trainer.shardset import (
     ShardSet,
     load_shardset,
@@ -49,6 +54,7 @@ from lsvit.trainer.shardset import (
     train_steps,
     worker_quotas,
 )
+from lsvit.trainer.temporal import FRAME_SAMPLING, parse_views
 
 __all__ = ["DataConfig", "DataError", "make_loader", "normalize"]
 
@@ -80,6 +86,10 @@ class DataConfig:
     aug: AugConfig = field(default_factory=AugConfig)
     pin_memory: bool | None = None  # None: when CUDA is available
     prefetch_factor: int = 2
+    val_fraction: float = 0.0  # share of the train clips held out as the ``val`` subset
+    frame_sampling: str = "uniform"  # training frame choice; evaluation is always uniform
+    frame_stride: int | None = None  # for ``stride`` sampling; None: stored frames // num_frames
+    test_views: tuple[int, int] = (1, 1)  # evaluation (temporal views, spatial crops)
 
     def __post_init__(self) -> None:
         if self.balance not in BALANCE:
@@ -96,6 +106,16 @@ class DataConfig:
             raise DataError(f"split={self.split!r}; allowed: 1, 2, 3 or None (the only split present)")
         if isinstance(self.aug, dict):
             self.aug = AugConfig(**self.aug)
+        if self.frame_sampling not in FRAME_SAMPLING:
+            raise DataError(f"frame_sampling={self.frame_sampling!r}; allowed: {', '.join(FRAME_SAMPLING)}")
+        if self.frame_stride is not None and (isinstance(self.frame_stride, bool) or self.frame_stride < 1):
+            raise DataError(f"frame_stride={self.frame_stride!r}: must be an integer >= 1 or None")
+        if not 0.0 <= self.val_fraction < 1.0:
+            raise DataError(f"val_fraction={self.val_fraction!r}: must be in [0, 1)")
+        try:
+            self.test_views = parse_views(self.test_views)
+        except ValueError as e:
+            raise DataError(str(e)) from e
         if not is_url(self.shards):
             self.shards = Path(self.shards)
 
@@ -153,15 +173,19 @@ class ClipStream(IterableDataset):
         if info is not None:
             cv2.setNumThreads(1)  # parallelism comes from the workers; OpenCV threads would oversubscribe
         cfg, seed = self.cfg, seed_for(self.cfg.seed, self.epoch, self.rank, worker)
-        if self.train:
-            t = train_transform(cfg.aug, cfg.img_size, seed=seed % 2**31)
-        else:
-            t = eval_transform(cfg.img_size)
-        reduction = partial(jpeg_reduction, img_size=cfg.img_size, aug=cfg.aug if self.train else None)
+        clip = make_prepare(
+            train=self.train,
+            img_size=cfg.img_size,
+            num_frames=cfg.num_frames,
+            aug=cfg.aug,
+            seed=seed,
+            sampling=cfg.frame_sampling,
+            stride=cfg.frame_stride,
+            views=cfg.test_views,
+        )
 
         def prepare(s: dict) -> tuple[np.ndarray, int, str]:
-            frames, label = decode_clip(s, cfg.num_frames, reduction)
-            return t(frames), label, s["__key__"]
+            return (*clip(s), s["__key__"])
 
         batches = iter(
             wds.DataPipeline(
@@ -176,22 +200,26 @@ class ClipStream(IterableDataset):
 
 
 def _collate(samples: list[tuple[np.ndarray, int, str]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
-    frames = torch.from_numpy(np.stack([s[0] for s in samples]))  # (B, T, H, W, 3): channels-last memory
+    frames = torch.from_numpy(np.stack([s[0] for s in samples]))  # (B, [V,] T, H, W, 3): channels-last memory
     labels = torch.tensor([s[1] for s in samples], dtype=torch.int64)
-    return frames.permute(0, 1, 4, 2, 3), labels, [s[2] for s in samples]
+    order = (0, 1, 4, 2, 3) if frames.dim() == 5 else (0, 1, 2, 5, 3, 4)  # -> (B, [V,] T, 3, H, W)
+    return frames.permute(*order), labels, [s[2] for s in samples]
 
 
 class _Epoch:
     """Iterable over exactly ``steps`` batches of one rank; eval pads by repeating the last batch."""
 
-    def __init__(self, loader: DataLoader, steps: int, train: bool):
-        self.loader, self.steps, self.train = loader, steps, train
+    def __init__(self, loader: DataLoader, steps: int, train: bool, exact: bool = True):
+        self.loader, self.steps, self.train, self.exact = loader, steps, train, exact
 
     def __len__(self) -> int:
         return self.steps
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
         n, last = 0, None
+        if not self.exact:  # a filtered evaluation subset: whatever this rank's shards hold
+            yield from self.loader
+            return
         for batch in self.loader:
             n += 1
             if n > self.steps:  # another rank would wait for this one in a collective forever
@@ -213,7 +241,8 @@ def make_loader(
 
     Args:
         cfg: Loader settings.
-        subset: ``train``, ``test`` (or ``unused``), a subset listed in index.json.
+        subset: ``train``, ``test`` (or ``unused``), a subset listed in index.json, or ``val``: the clips
+            of ``train`` held out by ``cfg.val_fraction`` (which ``train`` then never draws).
         train: Balanced, shuffled, augmented, full batches; else every sample once, deterministic.
         rank: This process's DDP rank.
         world_size: Number of DDP ranks.
@@ -221,7 +250,9 @@ def make_loader(
 
     Returns:
         ``(loader, steps_per_epoch)``; the loader yields exactly ``steps_per_epoch`` tuples
-        ``(frames uint8 (B, T, 3, H, W), labels int64 (B,), keys list[str])`` on every rank.
+        ``(frames uint8 (B, T, 3, H, W), labels int64 (B,), keys list[str])`` on every rank (for ``val``,
+        ``steps_per_epoch`` is an estimate and the count varies by rank); evaluation with test views other
+        than 1x1 yields frames ``(B, V, T, 3, H, W)``.
 
     Raises:
         DataError: bad rank/world size, or shards/manifest missing or not matching.
@@ -229,11 +260,13 @@ def make_loader(
     if not 0 <= rank < world_size:
         raise DataError(f"rank={rank} with world_size={world_size}: need 0 <= rank < world_size")
     index = read_index(resolve_split_dir(cfg.shards, cfg.split), cfg.split)
-    ss = load_shardset(index, subset, train, cfg.balance)
+    if subset == "val" and train:
+        raise DataError("the val subset is for evaluation only (train=False)")
+    ss = load_shardset(index, subset, train, cfg.balance, cfg.val_fraction)
     workers = cfg.workers
     if train:  # a worker without a single batch to make would only cost a process
         workers = min(workers, train_steps(ss.total_draws, world_size, cfg.batch_size))
-    ss = plan_epoch(ss, train, world_size, workers, cfg.batch_size)
+    ss = plan_epoch(ss, train, world_size, workers, cfg.batch_size, exact=subset != "val")
     dataset = ClipStream(cfg, ss, train, rank, world_size, epoch)
     pin = torch.cuda.is_available() if cfg.pin_memory is None else cfg.pin_memory
     loader = DataLoader(
@@ -243,32 +276,4 @@ def make_loader(
         pin_memory=pin,
         prefetch_factor=cfg.prefetch_factor if workers > 0 else None,
     )
-    return _Epoch(loader, ss.steps, train), ss.steps
-
-
-def normalize(
-    frames_uint8: torch.Tensor,
-    mean: Sequence[float],
-    std: Sequence[float],
-    device: torch.device | str | None = None,
-    dtype: torch.dtype = torch.float32,
-) -> torch.Tensor:
-    """uint8 (B, T, 3, H, W) -> normalised float, computed on the device.
-
-    Send uint8 (4x fewer bytes than float) and convert there. Strides are kept, so channels-last
-    batches from the loader stay channels-last.
-
-    Args:
-        frames_uint8: Batch from the loader (pinned when CUDA is used).
-        mean: Per-channel mean in 0-1 units (e.g. the model's ``default_cfg["mean"]``).
-        std: Per-channel std in 0-1 units.
-        device: Move there first (non-blocking) when given.
-        dtype: Output dtype.
-
-    Returns:
-        ``(x / 255 - mean) / std`` as ``dtype``.
-    """
-    x = frames_uint8.to(device, non_blocking=True) if device is not None else frames_uint8
-    m = torch.tensor(mean, dtype=dtype, device=x.device).view(1, 1, -1, 1, 1) * 255.0
-    s = torch.tensor(std, dtype=dtype, device=x.device).view(1, 1, -1, 1, 1) * 255.0
-    return (x.to(dtype) - m) / s
+    return _Epoch(loader, ss.steps, train, ss.exact), ss.steps

@@ -8,7 +8,7 @@ default decoders.
 import io
 import json
 import re
-from collections.abc import Callable, Iterator
+from collections.abc import Callable, Iterator, Sequence
 
 import cv2
 import numpy as np
@@ -35,14 +35,17 @@ class SampleError(LsvitError, ValueError):
 
 
 def decode_clip(
-    sample: dict, num_frames: int, reduction: Callable[[int, int], int] | None = None
+    sample: dict,
+    num_frames: int,
+    reduction: Callable[[int, int], int] | None = None,
+    pick: Callable[[int], Sequence[int]] | None = None,
 ) -> tuple[np.ndarray, int]:
     """Decodes a raw shard sample's JPEG frames and label; nothing else is decoded.
 
     OpenCV (albumentations' backend, libjpeg-turbo) decodes straight to RGB, ~1.5x faster than PIL here,
     and each frame is written once into the clip array. Only the picked frames are decoded: ``num_frames``
     below the frames stored picks them uniformly (``pipeline.sampling.sample_indices``); above, the last
-    frame repeats. With ``reduction``, frames are decoded at 1/2, 1/4 or 1/8 size (the stored size is read
+    frame repeats; ``pick`` chooses other frames (training jitter, test views). With ``reduction``, frames are decoded at 1/2, 1/4 or 1/8 size (the stored size is read
     from the first JPEG's header), which costs less and leaves the later resize less to do.
 
     Args:
@@ -50,9 +53,11 @@ def decode_clip(
         num_frames: Frames wanted.
         reduction: Maps the stored frame ``(height, width)`` to a scale-down of 1, 2, 4 or 8 (e.g.
             `trainer.augment.jpeg_reduction`); None decodes at full size.
+        pick: Maps the number of stored frames to the indices to decode, in output order (repeats are
+            decoded once); None: ``sample_indices(stored, num_frames)``.
 
     Returns:
-        ``(frames (T, H, W, 3) uint8 RGB, label)``; reduced by ``f``, H and W are the stored size / f
+        ``(frames (T, H, W, 3) uint8 RGB, label)``, T = ``num_frames`` or ``len(pick(stored))``; reduced by ``f``, H and W are the stored size / f
         rounded up.
 
     Raises:
@@ -69,7 +74,9 @@ def decode_clip(
         raise SampleError(f"sample {key!r}: unreadable cls/json member ({e})") from e
     if isinstance(meta, dict) and meta.get("label", label) != label:
         raise SampleError(f"sample {key!r}: json label {meta['label']} differs from cls {label}")
-    picks = sample_indices(len(names), num_frames)
+    picks = list(pick(len(names))) if pick is not None else sample_indices(len(names), num_frames)
+    if not picks or not all(0 <= i < len(names) for i in picks):
+        raise ValueError(f"frame picks {picks} outside the {len(names)} stored frames")
     flags = _IMREAD[1]
     if reduction is not None:
         first = names[picks[0]][1]
@@ -82,19 +89,19 @@ def decode_clip(
         if factor not in _IMREAD:
             raise ValueError(f"reduction returned {factor!r}; allowed: {sorted(_IMREAD)}")
         flags = _IMREAD[factor]
-    clip = None
+    clip, done = None, {}  # done: stored index -> output position, so each JPEG is decoded once
     for t, i in enumerate(picks):
-        if t and i == picks[t - 1]:  # padded short clips repeat the last frame
-            clip[t] = clip[t - 1]
+        if i in done:  # padded short clips and overlapping views repeat frames
+            clip[t] = clip[done[i]]
             continue
         frame = cv2.imdecode(np.frombuffer(sample[names[i][1]], np.uint8), flags)
         if frame is None:
             raise SampleError(f"sample {key!r}: {names[i][1]} is not a decodable JPEG")
         if clip is None:
-            clip = np.empty((num_frames, *frame.shape), np.uint8)
+            clip = np.empty((len(picks), *frame.shape), np.uint8)
         if frame.shape != clip.shape[1:]:
             raise SampleError(f"sample {key!r}: frames differ in size")
-        clip[t] = frame
+        clip[t], done[i] = frame, t
     return clip, label
 
 
