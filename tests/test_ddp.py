@@ -31,6 +31,7 @@ def test_torchrun_two_ranks_gloo(tiny_shards, tmp_path):
                 epochs=1,
                 workers=1,
                 balance="oversample",
+                test_views="1x2",  # the final test of best.pt and last.pt, views split over both ranks
             )
         )
     )
@@ -55,5 +56,8 @@ def test_torchrun_two_ranks_gloo(tiny_shards, tmp_path):
     rows = [json.loads(x) for x in (out / "metrics.jsonl").read_text().splitlines()]
     assert len(rows) == 1  # rank 0 alone writes
     assert rows[0]["test_clips"] == 20  # every test clip counted once over both ranks
+    assert rows[0]["val_clips"] == 5  # the hold-out (one source video per class), unpadded, counted once
+    results = json.loads((out / "results.json").read_text())
+    assert results["metrics"]["clips"] == 20 and results["views"] == "1x2"
     ckpt = torch.load(out / "last.pt", weights_only=True)
     assert len(ckpt["rng"]) == 2 and ckpt["step"] > 0  # both ranks' RNG streams for an exact resume

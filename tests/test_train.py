@@ -13,10 +13,12 @@ from typer.testing import CliRunner
 import lsvit.trainer.train as tt
 from lsvit.pipeline.errors import LsvitError
 from lsvit.trainer import checkpoint as ck
+from lsvit.trainer import preprocess
 from lsvit.trainer.cli import train_app
-from lsvit.trainer.config import ConfigError, TrainConfig, available_models, load_config_file, resolve_config
+from lsvit.trainer.config import ConfigError, TrainConfig, available_models
 from lsvit.trainer.distributed import amp_dtype
 from lsvit.trainer.evaluate import summarize
+from lsvit.trainer.resolve import load_config_file, resolve_config
 
 pytest_plugins = ["fixtures_train"]
 
@@ -161,8 +163,13 @@ def test_two_epochs_write_reports_and_beat_chance(full_run):
     out, summary = full_run
     rows = _metrics(out)
     assert [r["epoch"] for r in rows] == [1, 2]
-    assert summary["best_top1"] > 1 / 5 + 0.2  # 5 classes: chance is 0.2
-    assert {"top1", "top5", "mean_class_acc", "test_loss", "train_loss", "lr"} <= rows[-1].keys()
+    assert summary["best_test"]["top1"] > 1 / 5 + 0.2  # 5 classes: chance is 0.2
+    assert {"val_top1", "test_top1", "test_top5", "test_mean_class_acc", "test_loss", "train_loss", "lr"} <= (
+        rows[-1].keys()
+    )
+    results = json.loads((out / "results.json").read_text())
+    assert results["checkpoint"] == "best.pt" and results["selected_by"] == "val_top1"
+    assert results["metrics"]["top1"] == summary["best_test"]["top1"] == results["best"]["test"]["top1"]
     for png in ("curves.png", "confusion.png"):
         assert (out / png).read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     per_class = (out / "per_class.csv").read_text().splitlines()
@@ -176,7 +183,11 @@ def test_checkpoint_loads_with_weights_only(full_run):
     out, summary = full_run
     ckpt = torch.load(out / "best.pt", map_location="cpu", weights_only=True)
     assert ckpt["classes"] == ["brush_hair", "cartwheel", "catch", "chew", "clap"]
-    assert ckpt["config"]["img_size"] == 32 and ckpt["best_top1"] == summary["best_top1"]
+    assert ckpt["config"]["img_size"] == 32 and ckpt["best_val_top1"] == summary["best_val_top1"]
+    assert ckpt["preprocess"] == {
+        "mean": [0.485, 0.456, 0.406], "std": [0.229, 0.224, 0.225], "img_size": 32, "num_frames": 8,
+        "source_frames": 8, "resize": "short-side+center-crop",
+    }  # fmt: skip
     assert {"model", "optimizer", "scheduler", "scaler", "epoch", "step", "rng"} <= ckpt.keys()
     assert isinstance(ckpt["rng"][0]["torch"], torch.Tensor)
     model = ck.model_from_checkpoint(ckpt)
@@ -205,8 +216,10 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(half_run, tmp_path,
     out = tmp_path / "nan"
     shutil.copytree(half_run, out)
     before = (out / "last.pt").read_bytes()
-    real = tt.normalize
-    monkeypatch.setattr(tt, "normalize", lambda *a, **k: real(*a, **k) * float("nan"))  # a corrupt batch
+    real = preprocess.normalize
+    monkeypatch.setattr(
+        preprocess, "normalize", lambda *a, **k: real(*a, **k) * float("nan")
+    )  # corrupt batch
     cfg = TrainConfig(
         **{**json.loads((half_run / "config.json").read_text()), "out": str(out), "resume": "auto"}
     )

@@ -2,6 +2,7 @@
 
 import os
 import random
+from collections.abc import Callable
 from pathlib import Path
 from typing import Any
 
@@ -11,10 +12,9 @@ import torch
 
 from lsvit.pipeline.errors import LsvitError
 from lsvit.trainer.config import TrainConfig
+from lsvit.trainer.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
-FORMAT_VERSION = 1
-# Options that fix the shapes or meaning of the saved weights: a resumed run must keep them.
-RESUME_FIXED = ("model", "model_kwargs", "img_size", "num_frames")
+FORMAT_VERSION = 2  # 2: the preprocessing contract ("preprocess"), validation-based selection
 
 
 class CheckpointError(LsvitError):
@@ -99,19 +99,28 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
     return ckpt
 
 
-def build_model(cfg: TrainConfig, num_classes: int, pretrained: bool = True) -> torch.nn.Module:
-    """Creates the config's timm model, from the plain timm ViT checkpoint ``cfg.init`` when set.
+def build_model(
+    cfg: TrainConfig, num_classes: int, pretrained: bool = True, log: Callable[[str], None] | None = None
+) -> torch.nn.Module:
+    """Creates the config's model: the one place models are built (training, resume, predict, eval).
+
+    With ``pretrained`` and ``cfg.init``, the weights are mapped on by :func:`lsvit.trainer.transfer.load_init`
+    (which refuses an incomplete trunk unless ``cfg.init_partial``) and the report is logged. The model's
+    ``pretrained_cfg["mean"/"std"]`` is then the input normalisation in force, as with timm's own pretrained
+    models: ``cfg.mean/std`` when given, else what the ``--init`` source says, else ImageNet's (the model's
+    default), with a warning when ``--init`` gave no hint or ``--mean/--std`` contradict it.
 
     Args:
         cfg: The resolved config.
         num_classes: Classes in the shards.
         pretrained: Load ``cfg.init`` (False when the weights come from an lsvit checkpoint anyway).
+        log: Where to print the init report and warnings (None: silent, e.g. on DDP ranks other than 0).
 
     Returns:
         The model on CPU.
 
     Raises:
-        LsvitError: Missing ``--init`` file or ``model_kwargs`` the model does not accept.
+        LsvitError: ``model_kwargs`` the model does not accept, or ``--init`` weights that do not fit.
     """
     kwargs: dict[str, Any] = dict(
         num_classes=num_classes,
@@ -120,26 +129,45 @@ def build_model(cfg: TrainConfig, num_classes: int, pretrained: bool = True) -> 
         drop_path_rate=cfg.drop_path,
         **cfg.model_kwargs,
     )
-    if pretrained and cfg.init is not None:
-        if not Path(cfg.init).is_file():
-            raise LsvitError(f"--init {cfg.init} does not exist; pass a timm ViT checkpoint file")
-        # timm drops the source head when its class count differs and adapts the position embedding.
-        kwargs.update(pretrained=True, pretrained_cfg_overlay=dict(file=str(cfg.init)))
     try:
-        return timm.create_model(cfg.model, **kwargs)
+        model = timm.create_model(cfg.model, **kwargs)
     except LsvitError:  # the model's own check of its hyper-parameters: already a clear message
         raise
     except TypeError as e:  # an unknown model_kwargs key
         raise LsvitError(f"cannot build {cfg.model} with model_kwargs={cfg.model_kwargs}: {e}") from e
-    except (RuntimeError, OSError, ValueError) as e:
-        if "pretrained" not in kwargs:
-            raise
-        first = str(e).strip().splitlines()
-        detail = "; ".join(x.strip() for x in first[:2])
-        raise LsvitError(
-            f"cannot load --init {cfg.init} into {cfg.model} ({detail}); pass a timm ViT checkpoint of the same "
-            f"width (embed_dim) and depth"
-        ) from e
+    say = log or (lambda _: None)
+    hint = None
+    if pretrained and cfg.init is not None:
+        from lsvit.trainer.transfer import load_init
+
+        report = load_init(model, cfg.init, partial=cfg.init_partial)
+        say(report.line())
+        hint = report.weights
+    model.pretrained_cfg = dict(model.pretrained_cfg, **_normalisation(cfg, hint, say))
+    return model
+
+
+def _normalisation(cfg: TrainConfig, hint: Any, say: Callable[[str], None]) -> dict[str, tuple[float, ...]]:
+    """mean/std in force: explicit > the --init source's > the model's default (ImageNet)."""
+    given = cfg.mean is not None and cfg.std is not None
+    if hint is not None and hint.mean is not None:
+        if given and (tuple(cfg.mean), tuple(cfg.std)) != (tuple(hint.mean), tuple(hint.std)):
+            say(
+                f"warning: --mean/--std {tuple(cfg.mean)}/{tuple(cfg.std)} differ from {hint.mean}/{hint.std} "
+                f"({hint.norm_from}); using --mean/--std"
+            )
+        elif not given:
+            say(f"normalisation: mean {hint.mean} std {hint.std} from {hint.norm_from}")
+            return {"mean": tuple(hint.mean), "std": tuple(hint.std)}
+    elif hint is not None and not given:
+        say(
+            f"warning: --init {hint.label} says nothing about its input normalisation; using ImageNet's "
+            f"mean {IMAGENET_MEAN} std {IMAGENET_STD}: pass --mean/--std if its weights expect others "
+            "(timm's augreg ViTs: 0.5,0.5,0.5)"
+        )
+    if given:
+        return {"mean": tuple(cfg.mean), "std": tuple(cfg.std)}
+    return {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
 
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> torch.nn.Module:
@@ -173,28 +201,4 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None
         raise CheckpointError(
             f"checkpoint weights do not fit {type(model).__name__} (missing: {', '.join(missing[:5]) or '-'}; "
             f"unexpected: {', '.join(unexpected[:5]) or '-'}); it was written by another version of the model"
-        )
-
-
-def check_resumable(ckpt: dict[str, Any], cfg: TrainConfig, classes: list[str], path: Path) -> None:
-    """Refuses to resume a run whose model shape options or classes differ from the checkpoint's.
-
-    Args:
-        ckpt: The loaded checkpoint.
-        cfg: The config of the run being resumed.
-        classes: The classes of the shards it trains on.
-        path: The checkpoint file (for the message).
-
-    Raises:
-        CheckpointError: Naming each option that changed.
-    """
-    old = ckpt["config"]
-    bad = [
-        f"{k}: {old.get(k)!r} -> {getattr(cfg, k)!r}" for k in RESUME_FIXED if old.get(k) != getattr(cfg, k)
-    ]
-    if ckpt["classes"] != classes:
-        bad.append("classes differ from the shards' index.json")
-    if bad:
-        raise CheckpointError(
-            f"cannot resume from {path}: {'; '.join(bad)}; keep those options or start a new --out"
         )

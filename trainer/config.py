@@ -1,18 +1,18 @@
-"""The resolved training configuration: dataclass defaults < ``--config`` file < command-line flags."""
+"""The training configuration: every ``lsvit-train`` option, validated (``trainer.resolve`` builds it)."""
 
 import dataclasses
-import json
 import math
+import re
 from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
-
-import yaml
 
 from lsvit.pipeline.errors import LsvitError
 
 BALANCE = ("none", "oversample", "undersample", "hybrid")
 AMP = ("auto", "bf16", "fp16", "off")
+FRAME_SAMPLING = ("uniform", "random", "stride")  # trainer.temporal (not imported: it needs numpy)
+MIXUP_MODES = ("batch", "pair", "elem")  # timm.data.Mixup's modes
 DEVICES = ("auto", "cuda", "mps", "cpu")
 MODEL_PATTERNS = ("lsvit_*", "vit_frameavg_*")
 # timm.create_model kwargs that the trainer sets from its own options (and the option to use instead).
@@ -49,7 +49,10 @@ class TrainConfig:
     split: int | None = None  # None: the only split under `shards`
     model: str = "lsvit_tiny_patch16_224"
     model_kwargs: dict[str, Any] = field(default_factory=dict)  # extra timm.create_model kwargs (depth, ...)
-    init: str | None = None  # plain timm ViT checkpoint to start from
+    init: str | None = None  # weights file, HF-layout folder, or timm pretrained name (trainer.pretrained)
+    init_partial: bool = False  # train even when --init leaves trunk tensors random (lists them)
+    mean: list[float] | None = None  # input normalisation; None: what --init says, else ImageNet's
+    std: list[float] | None = None
     epochs: int = 30
     batch_size: int = 8
     accum_steps: int = 1
@@ -74,6 +77,16 @@ class TrainConfig:
     ema_decay: float = 0.9998
     eda: str | None = None  # eda.json whose suggested augmentation ranges are used
     aug: dict[str, Any] = field(default_factory=dict)  # AugConfig overrides (applied after eda)
+    val_fraction: float = 0.1  # train clips held out (whole source videos) to pick best.pt; 0: keep last
+    frame_sampling: str = "random"  # training: uniform | random (TSN) | stride; evaluation is uniform
+    frame_stride: int | None = None  # stride sampling: stored frames between picks (None: stored // used)
+    test_views: str = "1x1"  # final test: temporal views x spatial crops, softmax scores averaged
+    mixup: float = 0.0  # mixup alpha (0: off), timm.data.Mixup
+    cutmix: float = 0.0  # cutmix alpha (0: off)
+    mixup_prob: float = 1.0  # probability of mixing a batch when mixup or cutmix is on
+    mixup_switch_prob: float = 0.5  # probability of cutmix instead of mixup when both are on
+    mixup_mode: str = "batch"  # one lambda per batch, pair or element (clip)
+    layer_decay: float | None = None  # layer-wise lr decay (e.g. 0.75); None: off
 
     def __post_init__(self) -> None:
         self.shards, self.out = str(self.shards), str(self.out)
@@ -121,6 +134,42 @@ class TrainConfig:
             _at_least("workers", self.workers, 0)
         if self.patience is not None:
             _at_least("patience", self.patience, 1)
+        self._check_protocol()
+
+    def _check_protocol(self) -> None:
+        """The fine-tuning protocol options: hold-out, frames, views, mixing, layer decay, normalisation."""
+        for name in ("mean", "std"):
+            setattr(self, name, _channels(name, getattr(self, name)))
+        _choice("frame_sampling", self.frame_sampling, FRAME_SAMPLING)
+        _choice("mixup_mode", self.mixup_mode, MIXUP_MODES)
+        if self.frame_stride is not None:
+            _at_least("frame_stride", self.frame_stride, 1)
+        if not isinstance(self.init_partial, bool):
+            raise ConfigError(f"init_partial={self.init_partial!r} must be true or false")
+        self.val_fraction = _real("val_fraction", self.val_fraction, None, 1)
+        for name, high in (
+            ("mixup", None),
+            ("cutmix", None),
+            ("mixup_prob", 1.0001),
+            ("mixup_switch_prob", 1.0001),
+        ):
+            setattr(self, name, _real(name, getattr(self, name), None, high))
+        if (self.mixup > 0 or self.cutmix > 0) and self.batch_size % 2:
+            raise ConfigError(
+                f"batch_size={self.batch_size} must be even with mixup/cutmix (timm pairs clips)"
+            )
+        if self.layer_decay is not None:
+            self.layer_decay = _real("layer_decay", self.layer_decay, 0, 1.0001)
+        if self.patience is not None and self.val_fraction == 0:
+            raise ConfigError(
+                "patience needs a validation hold-out (val_fraction > 0): test never stops a run"
+            )
+        m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(self.test_views))
+        if not m or int(m[1]) < 1 or int(m[2]) < 1:
+            raise ConfigError(
+                f"test_views={self.test_views!r} must be TxS (temporal x spatial), e.g. 1x1 or 2x3"
+            )
+        self.test_views = f"{int(m[1])}x{int(m[2])}"
 
     def to_dict(self) -> dict[str, Any]:
         """The config as plain JSON-ready types (what config.json and checkpoints hold)."""
@@ -137,6 +186,24 @@ class TrainConfig:
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
         raise ConfigError(f"{name}={value!r} is not allowed; choose one of: {', '.join(allowed)}")
+
+
+def _channels(name: str, value: Any) -> list[float] | None:
+    """``--mean/--std``: three numbers (or one for all channels), as a list or "a,b,c"."""
+    if value is None:
+        return None
+    items = value.split(",") if isinstance(value, str) else value
+    try:
+        out = [float(x) for x in items] if isinstance(items, (list, tuple)) else []
+    except (TypeError, ValueError):
+        out = []
+    out = out * 3 if len(out) == 1 else out
+    low = 0.0 if name == "mean" else 1e-6
+    if len(out) != 3 or not all(math.isfinite(x) and low <= x <= 1 for x in out):
+        raise ConfigError(
+            f"{name}={value!r} must be 3 numbers in [{low:g}, 1] (RGB, 0-1 units), e.g. 0.5,0.5,0.5"
+        )
+    return out
 
 
 def _at_least(name: str, value: Any, low: int) -> None:
@@ -162,66 +229,3 @@ def _real(name: str, value: Any, low_open: float | None, high_open: float | None
 def config_keys() -> list[str]:
     """The option names a config file may hold."""
     return [f.name for f in dataclasses.fields(TrainConfig)]
-
-
-def load_config_file(path: Path) -> dict[str, Any]:
-    """Reads a YAML or JSON config file (JSON is valid YAML, so one parser serves both).
-
-    Args:
-        path: The file given to ``--config``.
-
-    Returns:
-        The option mapping, keys checked against :class:`TrainConfig` (``-`` may stand for ``_``).
-
-    Raises:
-        ConfigError: The file is missing, unparsable, not a mapping, or holds unknown keys.
-    """
-    try:
-        data = yaml.safe_load(Path(path).read_text(encoding="utf-8"))
-    except OSError as e:
-        raise ConfigError(f"cannot read config file {path}: {e.strerror}; pass an existing --config") from e
-    except yaml.YAMLError as e:
-        raise ConfigError(f"config file {path} is not valid YAML/JSON: {str(e).splitlines()[0]}") from e
-    if data is None:
-        return {}
-    if not isinstance(data, dict):
-        raise ConfigError(
-            f"config file {path} must hold a mapping of option: value, not {type(data).__name__}"
-        )
-    data = {str(k).replace("-", "_"): v for k, v in data.items()}
-    unknown = sorted(set(data) - set(config_keys()))
-    if unknown:
-        raise ConfigError(
-            f"config file {path}: unknown key(s) {', '.join(unknown)}; allowed keys: {', '.join(config_keys())}"
-        )
-    return data
-
-
-def resolve_config(file: Path | None = None, overrides: dict[str, Any] | None = None) -> TrainConfig:
-    """Builds the validated config from the defaults, an optional file and explicit overrides.
-
-    Args:
-        file: Optional YAML/JSON config file.
-        overrides: Options given explicitly (on the command line or through ``LSVIT_*`` variables);
-            they win over the file.
-
-    Returns:
-        The validated :class:`TrainConfig`.
-
-    Raises:
-        ConfigError: Unknown keys or invalid values.
-    """
-    values = load_config_file(file) if file is not None else {}
-    values.update(overrides or {})
-    unknown = sorted(set(values) - set(config_keys()))
-    if unknown:
-        raise ConfigError(f"unknown option(s) {', '.join(unknown)}; allowed: {', '.join(config_keys())}")
-    try:
-        return TrainConfig(**values)
-    except TypeError as e:  # e.g. a list where a number belongs: name the offending values
-        raise ConfigError(f"invalid option value in {values!r}: {e}") from e
-
-
-def save_config(cfg: TrainConfig, path: Path) -> None:
-    """Writes the resolved config as JSON (the run folder's config.json)."""
-    path.write_text(json.dumps(cfg.to_dict(), indent=2) + "\n", encoding="utf-8")

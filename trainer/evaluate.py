@@ -1,17 +1,18 @@
-"""Test-set evaluation (reduced over DDP ranks) and the run's reports: curves, confusion matrix, per class."""
+"""Evaluation over a loader (reduced over DDP ranks): top-1/top-5, loss, mean class accuracy, confusion.
 
-import csv
+Multi-view batches (B, V, T, 3, H, W) (``--test-views``) are scored by averaging the V views' softmax
+probabilities per clip (mmaction2's ``average_clips="prob"``); single-view batches (B, T, 3, H, W) by the
+logits as they are, so ``1x1`` is exactly the single-view evaluation.
+"""
+
 import math
 from collections.abc import Callable, Iterable
 from contextlib import AbstractContextManager
 from dataclasses import dataclass
-from pathlib import Path
 
 import numpy as np
 import torch
 import torch.nn.functional as F
-from rich.console import Console
-from rich.table import Table
 from tqdm import tqdm
 
 from lsvit.trainer.distributed import Dist, gather_objects
@@ -28,15 +29,15 @@ class EvalResult:
     n: int
     confusion: np.ndarray
 
-    def metrics(self) -> dict[str, float]:
-        """The scalar metrics for metrics.jsonl."""
-        return {
-            "test_loss": self.loss,
+    def metrics(self, prefix: str = "test_") -> dict[str, float]:
+        """The scalar metrics for metrics.jsonl, e.g. ``test_top1`` or ``val_top1``."""
+        values = {
+            "loss": self.loss,
             "top1": self.top1,
             "top5": self.top5,
             "mean_class_acc": self.mean_class_acc,
-            "test_clips": self.n,
         }
+        return {**{prefix + k: v for k, v in values.items()}, prefix + "clips": self.n}
 
 
 def confusion_matrix(labels: list[int], preds: list[int], num_classes: int) -> np.ndarray:
@@ -90,6 +91,31 @@ def summarize(
     )
 
 
+def clip_scores(
+    model: torch.nn.Module,
+    frames: torch.Tensor,
+    prepare: Callable[[torch.Tensor], torch.Tensor],
+    autocast: Callable[[], AbstractContextManager],
+) -> tuple[torch.Tensor, torch.Tensor]:
+    """Scores of a batch: ``(ranking scores, log-probabilities)``, both (B, num_classes) float32.
+
+    Single view (B, T, 3, H, W): the logits and their log-softmax. Views (B, V, T, 3, H, W): the views'
+    softmax probabilities averaged, and their log. Views run one at a time, so memory stays that of one
+    view.
+    """
+    if frames.dim() == 5:
+        with autocast():
+            logits = model(prepare(frames)).float()
+        return logits, F.log_softmax(logits, dim=1)
+    probs = None
+    for v in range(frames.shape[1]):
+        with autocast():
+            p = model(prepare(frames[:, v])).float().softmax(dim=1)  # (B, C)
+        probs = p if probs is None else probs + p
+    probs = probs / frames.shape[1]
+    return probs, probs.clamp_min(torch.finfo(probs.dtype).tiny).log()
+
+
 @torch.no_grad()
 def evaluate(
     model: torch.nn.Module,
@@ -100,14 +126,14 @@ def evaluate(
     num_classes: int,
     ctx: Dist,
 ) -> EvalResult:
-    """Runs the model over the test loader; every rank gets the same result.
+    """Runs the model over an evaluation loader; every rank gets the same result.
 
     Clips are identified by key, so a clip that a rank saw twice (padding to equal batch counts) is
     counted once.
 
     Args:
         model: The model (or its EMA copy), switched to eval mode here.
-        loader: Yields ``(frames uint8, labels, keys)``.
+        loader: Yields ``(frames uint8 (B, [V,] T, 3, H, W), labels, keys)``.
         steps: Batches per rank (for the progress bar).
         prepare: Moves uint8 frames to the device and normalises them.
         autocast: Returns the autocast context used in training.
@@ -122,11 +148,9 @@ def evaluate(
     rows: dict[str, tuple[int, int, bool, float]] = {}
     for frames, labels, keys in tqdm(loader, total=steps, desc="eval", leave=False, disable=not ctx.is_main):
         labels = labels.to(ctx.device)
-        with autocast():
-            logits = model(prepare(frames))
-        logits = logits.float()
-        loss = F.cross_entropy(logits, labels, reduction="none")
-        top = logits.topk(k, dim=1).indices
+        scores, log_probs = clip_scores(model, frames, prepare, autocast)
+        loss = F.nll_loss(log_probs, labels, reduction="none")  # = cross_entropy(logits) for one view
+        top = scores.topk(k, dim=1).indices
         hits = (top == labels[:, None]).any(dim=1)
         cols = (labels.tolist(), top[:, 0].tolist(), hits.tolist(), loss.tolist())
         for key, *row in zip(keys, *cols, strict=True):
@@ -138,92 +162,3 @@ def evaluate(
     ordered = [merged[k] for k in sorted(merged)]  # rank-independent order: identical floats on every rank
     cols = list(zip(*ordered, strict=True)) if ordered else [[], [], [], []]
     return summarize(list(cols[0]), list(cols[1]), list(cols[2]), list(cols[3]), num_classes)
-
-
-def plot_curves(rows: list[dict], path: Path) -> None:
-    """Loss and accuracy per epoch (train and test) as a PNG.
-
-    Args:
-        rows: The metrics.jsonl records.
-        path: Output PNG.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ep = [r["epoch"] for r in rows]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    ax1.plot(ep, [r["train_loss"] for r in rows], "o-", label="train")
-    ax1.plot(ep, [r["test_loss"] for r in rows], "o-", label="test")
-    ax1.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    for key, label in (("top1", "test top-1"), ("top5", "test top-5"), ("mean_class_acc", "test mean class")):
-        ax2.plot(ep, [r[key] for r in rows], "o-", label=label)
-    ax2.set(xlabel="epoch", ylabel="accuracy", title="accuracy", ylim=(0, 1))
-    for ax in (ax1, ax2):
-        ax.legend()
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def plot_confusion(
-    cm: np.ndarray, classes: list[str], path: Path, title: str = "confusion (row-normalised)"
-) -> None:
-    """Row-normalised confusion matrix as a PNG with class names on both axes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = cm.sum(axis=1, keepdims=True)
-    norm = np.divide(cm, n, out=np.zeros(cm.shape, dtype=float), where=n > 0)
-    size = max(5.0, 0.22 * len(classes) + 2)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
-    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(classes)), classes, fontsize=7)
-    ax.set(xlabel="predicted", ylabel="true", title=title)
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def per_class_rows(cm: np.ndarray, classes: list[str]) -> list[dict]:
-    """``{"class", "clips", "correct", "accuracy"}`` per class (accuracy None without clips)."""
-    acc = per_class_accuracy(cm)
-    return [
-        {
-            "class": c,
-            "clips": int(cm[i].sum()),
-            "correct": int(cm[i, i]),
-            "accuracy": None if math.isnan(acc[i]) else round(float(acc[i]), 4),
-        }
-        for i, c in enumerate(classes)
-    ]
-
-
-def write_per_class(cm: np.ndarray, classes: list[str], path: Path, console: Console | None = None) -> None:
-    """Writes per_class.csv and prints the same table with rich.
-
-    Args:
-        cm: Confusion matrix.
-        classes: Class names in label order.
-        path: Output CSV.
-        console: Where to print the table (None: do not print).
-    """
-    rows = per_class_rows(cm, classes)
-    with path.open("w", newline="", encoding="utf-8") as f:
-        w = csv.DictWriter(f, fieldnames=["class", "clips", "correct", "accuracy"])
-        w.writeheader()
-        w.writerows(rows)
-    if console is not None:
-        table = Table(title="per-class test accuracy (best epoch)")
-        for col in ("class", "clips", "correct", "accuracy"):
-            table.add_column(col, justify="left" if col == "class" else "right")
-        for r in rows:
-            acc = "-" if r["accuracy"] is None else f"{r['accuracy']:.3f}"
-            table.add_row(r["class"], str(r["clips"]), str(r["correct"]), acc)
-        console.print(table)

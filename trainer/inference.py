@@ -16,7 +16,7 @@ import torch
 from lsvit.pipeline.decode import DecodedClip, decode_clip
 from lsvit.pipeline.sampling import sample_indices
 from lsvit.trainer.augment import ClipTransform
-from lsvit.trainer.data import normalize
+from lsvit.trainer.preprocess import normalize
 
 
 @dataclass

@@ -6,14 +6,19 @@ from pathlib import Path
 import torch
 
 from lsvit.pipeline.errors import LsvitError
-from lsvit.trainer.augment import eval_transform
 from lsvit.trainer.checkpoint import load_checkpoint, model_from_checkpoint
 from lsvit.trainer.distributed import pick_device
 from lsvit.trainer.inference import ClipPredictor, Prediction
+from lsvit.trainer.preprocess import DEFAULT_SOURCE_FRAMES, Preprocess
 
-__all__ = ["ClipPredictor", "Prediction", "Predictor", "load_predictor", "predict_many"]
-
-DEFAULT_SOURCE_FRAMES = 16  # what `lsvit-pipeline extract --frames` writes unless told otherwise
+__all__ = [
+    "DEFAULT_SOURCE_FRAMES",
+    "ClipPredictor",
+    "Prediction",
+    "Predictor",
+    "load_predictor",
+    "predict_many",
+]
 
 
 class Predictor(ClipPredictor):
@@ -30,14 +35,15 @@ class Predictor(ClipPredictor):
         self.device = pick_device(device)
         self.model = model_from_checkpoint(ckpt).to(self.device)
         self.classes: list[str] = list(ckpt["classes"])
-        cfg = ckpt["config"]
-        self.num_frames = int(cfg["num_frames"])
+        self.preprocess = Preprocess.from_checkpoint(ckpt)  # the contract the model was trained under
+        self.num_frames = self.preprocess.num_frames
         # Extract stored this many frames per clip and the loader sampled num_frames of those: do the same.
-        self.source_frames = int(ckpt.get("source_frames") or DEFAULT_SOURCE_FRAMES)
-        self.transform = eval_transform(int(cfg["img_size"]))
-        self.mean, self.std = self.model.pretrained_cfg["mean"], self.model.pretrained_cfg["std"]
+        self.source_frames = self.preprocess.source_frames
+        self.transform = self.preprocess.eval_transform()
+        self.mean, self.std = self.preprocess.mean, self.preprocess.std
         # What lsvit-export writes next to the network (the preprocessing contract and the run's config).
-        self.checkpoint, self.config, self.img_size = Path(checkpoint), dict(cfg), int(cfg["img_size"])
+        self.checkpoint, self.config = Path(checkpoint), dict(ckpt["config"])
+        self.img_size = self.preprocess.img_size
         self.epoch = ckpt.get("epoch")
 
     @torch.no_grad()

@@ -1,48 +1,44 @@
-"""The training loop: AdamW + warmup/cosine per update, accumulation, clipping, AMP, EMA, DDP, resume.
+"""The training run: data, model, epochs, validation-based selection, checkpoints, resume, final report.
 
-AMP policy: see :func:`trainer.distributed.amp_dtype`.
+Selection: every epoch evaluates the validation hold-out (``--val-fraction`` of the training clips, whole
+source videos, see ``trainer.holdout``) and the test split. ``best.pt`` is the epoch with the best
+validation top-1, and ``--patience`` counts epochs without a validation improvement; test metrics are
+logged but never select. With ``--val-fraction 0`` there is nothing to select on: ``best.pt`` is the last
+epoch. At the end, ``best.pt`` and ``last.pt`` are tested with ``--test-views`` and the selected one's
+report is written (``results.json``, ``confusion.png``, ``per_class.csv``).
 
 Exact resume: the data order is a function of (seed, epoch) (``make_loader(epoch=...)``) and every rank's
-RNG states are saved after each epoch, so a resumed run repeats what an uninterrupted one would have done.
+RNG states are saved after each epoch, so a resumed run with unchanged options repeats what an uninterrupted
+one would have done (``trainer.resume`` says what may change).
 """
 
+import dataclasses
 import json
-import math
 import time
-from contextlib import AbstractContextManager, nullcontext
 from pathlib import Path
 from typing import Any
 
 import numpy as np
 import torch
 from rich.console import Console
-from timm.optim import create_optimizer_v2
-from timm.scheduler import CosineLRScheduler
-from timm.utils import ModelEmaV3
-from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from lsvit.pipeline.errors import LsvitError
 from lsvit.pipeline.shardindex import read_index, resolve_split_dir
 from lsvit.trainer import checkpoint as ck
 from lsvit.trainer.augment import aug_from_eda
-from lsvit.trainer.config import TrainConfig, save_config
-from lsvit.trainer.data import DataConfig, make_loader, normalize
-from lsvit.trainer.distributed import (
-    Dist,
-    all_sum,
-    amp_dtype,
-    barrier,
-    default_workers,
-    gather_objects,
-    setup,
-    teardown,
-)
-from lsvit.trainer.evaluate import EvalResult, evaluate, plot_confusion, plot_curves, write_per_class
+from lsvit.trainer.config import TrainConfig
+from lsvit.trainer.data import DataConfig, make_loader
+from lsvit.trainer.distributed import Dist, barrier, default_workers, gather_objects, setup, teardown
+from lsvit.trainer.evaluate import EvalResult, evaluate
+from lsvit.trainer.optim import schedule_changes, updates_per_epoch
+from lsvit.trainer.preprocess import Preprocess
+from lsvit.trainer.report import plot_curves
+from lsvit.trainer.resolve import save_config
+from lsvit.trainer.resume import ignored_on_resume, resume_changes
+from lsvit.trainer.stepper import NonFiniteLossError, Stepper
+from lsvit.trainer.summary import finish
 
-
-class NonFiniteLossError(LsvitError):
-    """The loss or gradient norm became NaN/inf; the last good checkpoint is kept."""
+__all__ = ["NonFiniteLossError", "train"]
 
 
 def _read_json(path: str | Path, what: str) -> dict:
@@ -53,14 +49,15 @@ def _read_json(path: str | Path, what: str) -> dict:
 
 
 def train(cfg: TrainConfig, *, stop_after: int | None = None) -> dict[str, Any]:
-    """Trains, evaluates each epoch on the test shards and writes the run folder ``cfg.out``.
+    """Trains, validates and tests each epoch, and writes the run folder ``cfg.out``.
 
     Args:
         cfg: The resolved config.
         stop_after: Stop after this many epochs of this invocation, as if interrupted (used by tests).
 
     Returns:
-        ``{"best_top1", "best_epoch", "epochs", "out"}``.
+        ``{"best_epoch", "best_val_top1", "selected", "best_test", "last_test", "epochs", "out"}``: the
+        test metrics of ``best.pt`` and ``last.pt`` (with ``--test-views``) when the run finished.
     """
     ctx = setup(cfg.device)
     try:
@@ -75,6 +72,7 @@ class _Run:
     def __init__(self, cfg: TrainConfig, ctx: Dist) -> None:
         self.cfg, self.ctx, self.out = cfg, ctx, Path(cfg.out)
         self.console = Console(stderr=True)
+        say = self.console.print if ctx.is_main else None
         if cfg.resume is None and (self.out / "last.pt").exists():
             raise LsvitError(
                 f"{self.out} already holds a run (last.pt); continue it with --resume auto or pass another --out"
@@ -84,6 +82,8 @@ class _Run:
         split_dir = resolve_split_dir(cfg.shards, cfg.split)  # a folder or a URL prefix
         index = read_index(split_dir, cfg.split)
         self.classes, self.source_frames = index.classes, index.frames
+        if cfg.num_frames > self.source_frames and say:
+            say(f"warning: --num-frames {cfg.num_frames} > the {self.source_frames} stored: frames repeat")
         self.data = DataConfig(
             shards=split_dir,
             split=cfg.split,
@@ -94,185 +94,123 @@ class _Run:
             balance=cfg.balance,
             seed=cfg.seed,
             aug=aug_from_eda(_read_json(cfg.eda, "--eda") if cfg.eda else None, cfg.aug),
+            val_fraction=cfg.val_fraction,
+            frame_sampling=cfg.frame_sampling,
+            frame_stride=cfg.frame_stride,
         )
-        self.model = ck.build_model(cfg, len(self.classes)).to(ctx.device)
-        pcfg = self.model.pretrained_cfg
-        self.mean, self.std = tuple(pcfg["mean"]), tuple(pcfg["std"])
-        self.dtype = amp_dtype(cfg.amp, ctx.device)
-        self.opt = create_optimizer_v2(self.model, opt="adamw", lr=cfg.lr, weight_decay=cfg.weight_decay)
+        path = cfg.resume_path
+        ckpt = ck.load_checkpoint(path) if path is not None else None
+        changes = resume_changes(ckpt, cfg, self.classes, path) if ckpt is not None else []
+        model = ck.build_model(cfg, len(self.classes), pretrained=ckpt is None, log=say)
+        cfg.mean, cfg.std = list(model.pretrained_cfg["mean"]), list(model.pretrained_cfg["std"])
+        self.pre = Preprocess(
+            tuple(cfg.mean), tuple(cfg.std), cfg.img_size, cfg.num_frames, self.source_frames
+        )
         _, steps = make_loader(self.data, "train", True, ctx.rank, ctx.world_size, epoch=0)
-        self.updates_per_epoch = math.ceil(steps / cfg.accum_steps)
-        self.sched = CosineLRScheduler(
-            self.opt,
-            t_initial=cfg.epochs * self.updates_per_epoch,
-            lr_min=cfg.min_lr,
-            warmup_t=round(cfg.warmup_epochs * self.updates_per_epoch),
-            warmup_lr_init=cfg.min_lr,
-            t_in_epochs=False,
+        self.stepper = Stepper(
+            model, cfg, ctx, self.pre, len(self.classes), updates_per_epoch(steps, cfg.accum_steps)
         )
-        self.scaler = torch.amp.GradScaler(ctx.device.type, enabled=self.dtype == torch.float16)
-        self.ema = ModelEmaV3(self.model, decay=cfg.ema_decay) if cfg.ema else None
-        self.criterion = torch.nn.CrossEntropyLoss(label_smoothing=cfg.label_smoothing)
-        self.epoch, self.step, self.best_top1, self.best_epoch, self.since_best = 0, 0, -1.0, 0, 0
+        self.epoch, self.best_epoch, self.best_val, self.since_best = 0, 0, None, 0
+        self.best_test: dict[str, Any] = {}
+        self.last_test: EvalResult | None = None  # this invocation's latest test result
         self.best_confusion = np.zeros((len(self.classes),) * 2, dtype=np.int64)
         torch.manual_seed(cfg.seed + ctx.rank)  # per-rank dropout / drop-path streams
-        if cfg.resume_path is not None:
-            self._resume(cfg.resume_path)
-        self.ddp = (
-            DistributedDataParallel(
-                self.model, device_ids=[ctx.device.index] if ctx.device.type == "cuda" else None
-            )
-            if ctx.enabled
-            else self.model
-        )
+        if ckpt is not None:
+            self._resume(ckpt, path, changes, say)
+        self.stepper.start(self.epoch)
         if ctx.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.out / "config.json")
+            save_config(cfg, self.out / "config.json")  # what is in force, after resolution and resume
 
-    def autocast(self) -> AbstractContextManager:
-        return torch.autocast(self.ctx.device.type, dtype=self.dtype, enabled=self.dtype is not None)
-
-    def prepare(self, frames: torch.Tensor) -> torch.Tensor:
-        return normalize(frames, self.mean, self.std, device=self.ctx.device)
-
-    def _resume(self, path: Path) -> None:
-        ckpt = ck.load_checkpoint(path)
-        ck.check_resumable(ckpt, self.cfg, self.classes, path)
-        ck.load_weights(self.model, ckpt["model"])
-        self.opt.load_state_dict(ckpt["optimizer"])
-        self.sched.load_state_dict(ckpt["scheduler"])
-        self.scaler.load_state_dict(ckpt["scaler"])
-        if self.ema is not None:
-            ck.load_weights(self.ema.module, ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"])
-        self.epoch, self.step = ckpt["epoch"], ckpt["step"]
-        self.best_top1, self.best_epoch = ckpt["best_top1"], ckpt["best_epoch"]
-        self.since_best = ckpt["since_best"]
+    def _resume(self, ckpt: dict[str, Any], path: Path, changes: list[str], say) -> None:
+        self.stepper.load(ckpt, ck.load_weights)
+        self.epoch = ckpt["epoch"]
+        self.best_epoch, self.since_best = ckpt["best_epoch"], ckpt["since_best"]
+        self.best_val, self.best_test = ckpt.get("best_val_top1"), dict(ckpt.get("best_test") or {})
         self.best_confusion = ckpt["best_confusion"].numpy()
         rng = ckpt["rng"]
         ck.set_rng_state(rng[self.ctx.rank] if len(rng) == self.ctx.world_size else rng[0])
-        if self.ctx.is_main:
-            self.console.print(f"resumed from {path} at epoch {self.epoch} (update {self.step})")
+        if say is None:
+            return
+        say(f"resumed from {path} at epoch {self.epoch} (update {self.stepper.step})")
+        if changes:
+            say(f"resume: options changed: {', '.join(changes)}")
+        if ignored := ignored_on_resume(ckpt, self.cfg):
+            say(f"resume: {', '.join(ignored)} ignored: the weights come from {path}")
+        rebuilt = schedule_changes(ckpt["config"], self.cfg, ckpt.get("updates_per_epoch"), self.stepper.upe)
+        if rebuilt:
+            say(f"lr schedule rebuilt at update {self.stepper.step}: {', '.join(rebuilt)}")
+
+    def loader(self, subset: str, views: str = "1x1"):
+        data = dataclasses.replace(self.data, test_views=views) if views != "1x1" else self.data
+        return make_loader(
+            data, subset, subset == "train", self.ctx.rank, self.ctx.world_size, epoch=self.epoch
+        )
+
+    def evaluate(self, subset: str, model: torch.nn.Module | None = None, views: str = "1x1") -> EvalResult:
+        st = self.stepper
+        model = st.eval_model if model is None else model
+        return evaluate(
+            model, *self.loader(subset, views), st.prepare, st.autocast, len(self.classes), self.ctx
+        )
 
     def fit(self, stop_after: int | None) -> dict[str, Any]:
-        cfg, ctx = self.cfg, self.ctx
-        done = 0
+        cfg, done, stopped = self.cfg, 0, False
         while self.epoch < cfg.epochs and (stop_after is None or done < stop_after):
             t0 = time.perf_counter()
-            train_loss, clips_per_s = self._train_epoch()
-            result = evaluate(
-                self.ema.module if self.ema is not None else self.model,
-                *make_loader(self.data, "test", False, ctx.rank, ctx.world_size, epoch=self.epoch),
-                self.prepare,
-                self.autocast,
-                len(self.classes),
-                ctx,
-            )
+            train_loss, clips_per_s = self.stepper.train_epoch(*self.loader("train"), self.epoch, self._fail)
+            val = self.evaluate("val") if cfg.val_fraction > 0 else None
+            test = self.last_test = self.evaluate("test")
             self.epoch += 1
             done += 1
-            self._end_epoch(result, train_loss, clips_per_s, time.perf_counter() - t0)
+            self._end_epoch(val, test, train_loss, clips_per_s, time.perf_counter() - t0)
             if cfg.patience is not None and self.since_best >= cfg.patience:
-                if ctx.is_main:
-                    self.console.print(f"early stop: top-1 has not improved for {cfg.patience} epochs")
+                stopped = True
+                if self.ctx.is_main:
+                    self.console.print(
+                        f"early stop: validation top-1 has not improved for {cfg.patience} epochs"
+                    )
                 break
-        if ctx.is_main:
-            plot_confusion(self.best_confusion, self.classes, self.out / "confusion.png")
-            write_per_class(self.best_confusion, self.classes, self.out / "per_class.csv", self.console)
-            self.console.print(
-                f"best test top-1 {self.best_top1:.4f} at epoch {self.best_epoch}; run in {self.out}"
-            )
-        return {
-            "best_top1": self.best_top1,
-            "best_epoch": self.best_epoch,
-            "epochs": self.epoch,
-            "out": str(self.out),
-        }
-
-    def _train_epoch(self) -> tuple[float, float]:
-        cfg, ctx = self.cfg, self.ctx
-        loader, steps = make_loader(self.data, "train", True, ctx.rank, ctx.world_size, epoch=self.epoch)
-        self.ddp.train()
-        self.opt.zero_grad(set_to_none=True)
-        accum, full = cfg.accum_steps, steps - steps % cfg.accum_steps
-        loss_sum, seen, t0 = 0.0, 0, time.perf_counter()
-        bar = tqdm(
-            total=steps, desc=f"epoch {self.epoch + 1}/{cfg.epochs}", disable=not ctx.is_main, leave=False
-        )
-        for i, (frames, labels, _keys) in enumerate(loader):
-            last_micro = (i + 1) % accum == 0 or i + 1 == steps
-            group = accum if i < full else steps - full  # the epoch's last group may be shorter
-            sync = nullcontext() if last_micro or not ctx.enabled else self.ddp.no_sync()
-            labels = labels.to(ctx.device, non_blocking=True)
-            with sync:
-                with self.autocast():
-                    logits = self.ddp(self.prepare(frames))
-                loss = self.criterion(logits.float(), labels)
-                self.scaler.scale(loss / group).backward()
-            value = loss.item()
-            if not math.isfinite(value):
-                self._fail(f"loss is {value}")
-            loss_sum, seen = loss_sum + value * labels.numel(), seen + labels.numel()
-            if last_micro:
-                self._update()
-            rate = seen * ctx.world_size / (time.perf_counter() - t0)
-            bar.update()
-            bar.set_postfix(
-                step=self.step, loss=f"{loss_sum / seen:.3f}", lr=f"{self._lr():.2e}", clips_s=f"{rate:.1f}"
-            )
-        bar.close()
-        total_loss, total_seen = all_sum([loss_sum, float(seen)], ctx)
-        return total_loss / max(total_seen, 1), total_seen / (time.perf_counter() - t0)
-
-    def _update(self) -> None:
-        if self.cfg.clip_grad is not None:
-            self.scaler.unscale_(self.opt)
-            norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
-            # Gradients are all-reduced, so every rank sees the same norm; fp16 overflow is the scaler's job.
-            if not self.scaler.is_enabled() and not torch.isfinite(norm):
-                self._fail(f"gradient norm is {norm.item()}")
-        self.scaler.step(self.opt)
-        self.scaler.update()
-        self.opt.zero_grad(set_to_none=True)
-        self.step += 1
-        self.sched.step_update(self.step)
-        if self.ema is not None:
-            self.ema.update(self.model, step=self.step)
-
-    def _lr(self) -> float:
-        return self.opt.param_groups[0]["lr"]
+        if self.epoch < cfg.epochs and not stopped:  # interrupted: the report waits for the end of the run
+            return {"epochs": self.epoch, "out": str(self.out), "best_epoch": self.best_epoch}
+        return finish(self)
 
     def _fail(self, what: str) -> None:
         last = self.out / "last.pt"
         kept = f"last good checkpoint kept: {last}" if last.exists() else "no checkpoint was written yet"
         raise NonFiniteLossError(
-            f"{what} at epoch {self.epoch + 1}, update {self.step}; {kept}; lower --lr, raise --warmup-epochs "
-            f"or use --amp off, then --resume auto"
+            f"{what} at epoch {self.epoch + 1}, update {self.stepper.step}; {kept}; lower --lr, raise "
+            "--warmup-epochs or use --amp off, then --resume auto"
         )
 
-    def _end_epoch(self, result: EvalResult, train_loss: float, clips_per_s: float, seconds: float) -> None:
-        improved = result.top1 > self.best_top1
-        if improved:
-            self.best_top1, self.best_epoch, self.since_best = result.top1, self.epoch, 0
-            self.best_confusion = result.confusion
+    def _end_epoch(
+        self, val: EvalResult | None, test: EvalResult, train_loss: float, clips_per_s: float, seconds: float
+    ) -> None:
+        improved = val is None or self.best_val is None or val.top1 > self.best_val
+        if improved:  # without a hold-out, the last epoch is the one kept
+            self.best_epoch, self.since_best = self.epoch, 0
+            self.best_val = None if val is None else val.top1
+            self.best_test, self.best_confusion = test.metrics(), test.confusion
         else:
             self.since_best += 1
         rng = gather_objects(ck.rng_state(), self.ctx)  # every rank's streams, for an exact resume
         if not self.ctx.is_main:
             barrier(self.ctx)
             return
-        row = dict(epoch=self.epoch, step=self.step, lr=self._lr(), train_loss=train_loss, **result.metrics())
-        row.update(
-            train_clips_per_s=round(clips_per_s, 2), epoch_s=round(seconds, 1), best_top1=self.best_top1
-        )
-        rows = self._append_metrics(row)
-        plot_curves(rows, self.out / "curves.png")
+        row = dict(epoch=self.epoch, step=self.stepper.step, lr=self.stepper.lr(), train_loss=train_loss)
+        row.update((val.metrics("val_") if val is not None else {}) | test.metrics("test_"))
+        row.update(train_clips_per_s=round(clips_per_s, 2), epoch_s=round(seconds, 1))
+        row.update(best_epoch=self.best_epoch, best_val_top1=self.best_val)
+        plot_curves(self._append_metrics(row), self.out / "curves.png")
         state = self._state(rng, row)
         ck.save_checkpoint(state, self.out / "last.pt")
         if improved:
             ck.save_checkpoint(state, self.out / "best.pt")
+        sel = f"val top-1 {val.top1:.3f}  " if val is not None else ""
         self.console.print(
-            f"epoch {self.epoch}/{self.cfg.epochs}  train loss {train_loss:.3f}  test loss {result.loss:.3f}  "
-            f"top-1 {result.top1:.3f}  top-5 {result.top5:.3f}  mean-class {result.mean_class_acc:.3f}  "
-            f"{clips_per_s:.1f} clips/s" + ("  (best)" if improved else "")
+            f"epoch {self.epoch}/{self.cfg.epochs}  train loss {train_loss:.3f}  {sel}test top-1 {test.top1:.3f}  "
+            f"top-5 {test.top5:.3f}  mean-class {test.mean_class_acc:.3f}  {clips_per_s:.1f} clips/s"
+            + ("  (best)" if improved and val is not None else "")
         )
         barrier(self.ctx)
 
@@ -286,20 +224,17 @@ class _Run:
 
     def _state(self, rng: list[dict], row: dict) -> dict[str, Any]:
         return {
-            "model": self.model.state_dict(),
-            "ema": self.ema.module.state_dict() if self.ema is not None else None,
-            "optimizer": self.opt.state_dict(),
-            "scheduler": self.sched.state_dict(),
-            "scaler": self.scaler.state_dict(),
+            **self.stepper.state(),
             "epoch": self.epoch,
-            "step": self.step,
-            "best_top1": self.best_top1,
             "best_epoch": self.best_epoch,
+            "best_val_top1": self.best_val,
+            "best_test": self.best_test,
             "since_best": self.since_best,
             "best_confusion": torch.from_numpy(self.best_confusion),
             "rng": rng,
             "config": self.cfg.to_dict(),
             "classes": self.classes,
-            "source_frames": self.source_frames,  # predict samples videos like extract did
+            "source_frames": self.source_frames,
+            "preprocess": self.pre.to_dict(),  # read back only through Preprocess.from_checkpoint
             "metrics": row,
         }

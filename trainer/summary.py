@@ -1,0 +1,94 @@
+"""The end of a training run: test ``best.pt`` and ``last.pt`` with ``--test-views`` and report both.
+
+``best.pt`` was selected on validation (or is the last epoch without a hold-out); its test metrics are
+reported, never used. With ``1x1`` views the per-epoch test results are reused; other views evaluate both
+checkpoints again (``best.pt`` rebuilt from its file, as any later tool would). The selected checkpoint's
+report goes to the run folder (``results.json``, ``confusion.png``, ``per_class.csv``); ``results.json``
+also holds both checkpoints' test metrics.
+"""
+
+import math
+from typing import Any
+
+from lsvit.trainer import checkpoint as ck
+from lsvit.trainer.distributed import barrier
+from lsvit.trainer.evaluate import EvalResult
+from lsvit.trainer.report import write_eval_report
+
+
+def _result(metrics: dict[str, Any], confusion) -> EvalResult:
+    """An evaluation rebuilt from a metrics.jsonl row's ``test_*`` values and its confusion matrix."""
+    return EvalResult(
+        loss=metrics["test_loss"],
+        top1=metrics["test_top1"],
+        top5=metrics["test_top5"],
+        mean_class_acc=metrics["test_mean_class_acc"],
+        n=metrics["test_clips"],
+        confusion=confusion,
+    )
+
+
+def _line(r: EvalResult) -> str:
+    return f"test top-1 {r.top1:.4f}  top-5 {r.top5:.4f}  mean-class {r.mean_class_acc:.4f}  ({r.n} clips)"
+
+
+def finish(run: Any) -> dict[str, Any]:
+    """Evaluates and reports the finished run ``run`` (a ``trainer.train._Run``).
+
+    Returns:
+        The summary that ``train`` returns.
+    """
+    cfg, ctx, views = run.cfg, run.ctx, run.cfg.test_views
+    barrier(ctx)  # rank 0 wrote best.pt
+    last_epoch, selected = run.epoch, "best" if cfg.val_fraction > 0 else "last"
+    if views == "1x1" and run.last_test is not None:
+        last = run.last_test
+    else:
+        last = run.evaluate("test", views=views)
+    if run.best_epoch == last_epoch:
+        best = last
+    elif views == "1x1" and run.best_test:
+        best = _result(run.best_test, run.best_confusion)
+    else:
+        model = ck.model_from_checkpoint(ck.load_checkpoint(run.out / "best.pt")).to(ctx.device)
+        best = run.evaluate("test", model=model, views=views)
+    chosen = best if selected == "best" else last
+    summary = {
+        "selected": selected,
+        "test_views": views,
+        "best_epoch": run.best_epoch,
+        "best_val_top1": run.best_val,
+        "best_test": best.metrics(prefix=""),
+        "last_test": last.metrics(prefix=""),
+        "epochs": last_epoch,
+        "out": str(run.out),
+    }
+    if not ctx.is_main:
+        return summary
+    info = {
+        "checkpoint": f"{selected}.pt",
+        "epoch": run.best_epoch if selected == "best" else last_epoch,
+        "subset": "test",
+        "views": views,
+        "selected_by": "val_top1" if selected == "best" else "last epoch (--val-fraction 0: no hold-out)",
+        "best": {"epoch": run.best_epoch, "val_top1": run.best_val, "test": _json(best.metrics(prefix=""))},
+        "last": {"epoch": last_epoch, "test": _json(last.metrics(prefix=""))},
+        "preprocess": run.pre.to_dict(),
+    }
+    title = f"per-class test accuracy ({selected}.pt, {views} views)"
+    write_eval_report(run.out, chosen, run.classes, info, run.console, title=title)
+    say = run.console.print
+    if selected == "best":
+        say(
+            f"best.pt: epoch {run.best_epoch}, selected on validation top-1 {run.best_val:.4f}; {_line(best)} [{views}]"
+        )
+    else:
+        say(
+            f"no validation hold-out (--val-fraction 0): best.pt is the last epoch ({last_epoch}); test never selects"
+        )
+    say(f"last.pt: epoch {last_epoch}; {_line(last)} [{views}]; run in {run.out}")
+    return summary
+
+
+def _json(metrics: dict[str, Any]) -> dict[str, Any]:
+    return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in metrics.items()}

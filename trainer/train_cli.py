@@ -1,0 +1,180 @@
+"""``lsvit-train``: every option also from ``--config FILE`` (same names) or ``LSVIT_<NAME>``.
+
+Flags and variables win over the file, the file over the defaults; with ``--resume`` the run's saved config
+takes the place of the defaults (``trainer.resolve``). Heavy imports wait until the options have parsed.
+"""
+
+import json
+from pathlib import Path
+from typing import Annotated
+
+import typer
+
+from lsvit.pipeline import options as o
+from lsvit.pipeline.errors import LsvitError
+from lsvit.trainer.config import AMP, BALANCE, FRAME_SAMPLING, MIXUP_MODES, TrainConfig
+
+D = TrainConfig  # dataclass defaults, shown in --help
+DATA, MODEL, OPTIM, PROTOCOL, RUN = "Data", "Model and --init", "Optimisation", "Fine-tuning protocol", "Run"
+
+
+def _o(name: str, help: str, panel: str, **kw) -> typer.models.OptionInfo:
+    return o.opt(name, help, rich_help_panel=panel, **kw)
+
+
+train_app = typer.Typer(add_completion=False, help="Train an LS-ViT on the shards of one split.")
+
+
+@train_app.command()
+def train_command(
+    ctx: typer.Context,
+    shards: Annotated[Path, _o("--shards", "Shard folder written by `lsvit-pipeline extract`.", DATA)] = Path(
+        D.shards
+    ),
+    split: Annotated[
+        int | None, _o("--split", "Split to use when the shard folder holds several.", DATA, min=1, max=3)
+    ] = None,
+    balance: Annotated[str, _o("--balance", f"Class balancing: {', '.join(BALANCE)}.", DATA)] = D.balance,
+    eda: Annotated[
+        Path | None, _o("--eda", "eda.json whose suggested augmentation ranges to use.", DATA)
+    ] = None,
+    workers: Annotated[
+        int | None, _o("--workers", "Loader processes per rank (default: cores).", DATA, min=0)
+    ] = None,
+    model: Annotated[
+        str, _o("--model", "A registered lsvit_* model, or a vit_frameavg_* baseline.", MODEL)
+    ] = D.model,
+    model_kwargs: Annotated[
+        str | None,
+        _o("--model-kwargs", "JSON of extra timm.create_model kwargs, e.g. '{\"depth\": 4}'.", MODEL),
+    ] = None,
+    init: Annotated[
+        str | None,
+        _o(
+            "--init",
+            "Start from: a weights file (.safetensors/.pth/.bin/.npz), a Hugging Face style folder, or a timm "
+            "pretrained name (vit_small_patch16_224.augreg_in21k, hf-hub:timm/...) from the local HF cache.",
+            MODEL,
+        ),
+    ] = None,
+    init_partial: Annotated[
+        bool, _o("--init-partial/--init-strict", "Train even if --init leaves trunk tensors random.", MODEL)
+    ] = D.init_partial,
+    mean: Annotated[
+        str | None, _o("--mean", "Input normalisation mean, 'r,g,b' in 0-1 (default: from --init).", MODEL)
+    ] = None,
+    std: Annotated[
+        str | None, _o("--std", "Input normalisation std, 'r,g,b' (default: from --init).", MODEL)
+    ] = None,
+    img_size: Annotated[int, _o("--img-size", "Crop size fed to the model.", MODEL, min=8)] = D.img_size,
+    num_frames: Annotated[
+        int, _o("--num-frames", "Frames per clip fed to the model.", MODEL, min=1)
+    ] = D.num_frames,
+    drop_path: Annotated[
+        float, _o("--drop-path", "Stochastic depth rate of the last block.", MODEL)
+    ] = D.drop_path,
+    epochs: Annotated[int, _o("--epochs", "Training epochs.", OPTIM, min=1)] = D.epochs,
+    batch_size: Annotated[int, _o("--batch-size", "Clips per batch and rank.", OPTIM, min=1)] = D.batch_size,
+    accum_steps: Annotated[
+        int, _o("--accum-steps", "Batches per optimizer update.", OPTIM, min=1)
+    ] = D.accum_steps,
+    lr: Annotated[float, _o("--lr", "Peak learning rate (AdamW).", OPTIM)] = D.lr,
+    min_lr: Annotated[
+        float, _o("--min-lr", "Learning rate at the end of the cosine and warmup start.", OPTIM)
+    ] = (D.min_lr),
+    weight_decay: Annotated[
+        float, _o("--weight-decay", "AdamW weight decay (not on norms, biases, tokens).", OPTIM)
+    ] = D.weight_decay,
+    warmup_epochs: Annotated[float, _o("--warmup-epochs", "Linear warmup length in epochs.", OPTIM)] = (
+        D.warmup_epochs
+    ),
+    layer_decay: Annotated[
+        float | None,
+        _o("--layer-decay", "Layer-wise lr decay, e.g. 0.75 (head 1, each block below x0.75).", OPTIM),
+    ] = None,
+    label_smoothing: Annotated[float, _o("--label-smoothing", "Cross-entropy label smoothing.", OPTIM)] = (
+        D.label_smoothing
+    ),
+    clip_grad: Annotated[
+        float | None, _o("--clip-grad", "Max gradient norm (null in a --config file: no clipping).", OPTIM)
+    ] = D.clip_grad,
+    amp: Annotated[
+        str, _o("--amp", f"{', '.join(AMP)}; auto = bf16 (else fp16) on CUDA, off on CPU.", OPTIM)
+    ] = (D.amp),
+    ema: Annotated[
+        bool, _o("--ema/--no-ema", "Keep an EMA of the weights; evaluate and predict with it.", OPTIM)
+    ] = (D.ema),
+    ema_decay: Annotated[float, _o("--ema-decay", "EMA decay per update.", OPTIM)] = D.ema_decay,
+    val_fraction: Annotated[
+        float,
+        _o(
+            "--val-fraction",
+            "Train clips held out (whole source videos) to select best.pt; 0: last epoch.",
+            PROTOCOL,
+        ),
+    ] = D.val_fraction,
+    frame_sampling: Annotated[
+        str,
+        _o("--frame-sampling", f"Training frames: {', '.join(FRAME_SAMPLING)} (eval: uniform).", PROTOCOL),
+    ] = D.frame_sampling,
+    frame_stride: Annotated[
+        int | None,
+        _o("--frame-stride", "Stored frames between picks for 'stride' (default: fit).", PROTOCOL, min=1),
+    ] = None,
+    test_views: Annotated[
+        str, _o("--test-views", "Final test views TxS: temporal x spatial crops, e.g. 2x3.", PROTOCOL)
+    ] = D.test_views,
+    mixup: Annotated[float, _o("--mixup", "Mixup alpha (0: off), e.g. 0.8.", PROTOCOL)] = D.mixup,
+    cutmix: Annotated[
+        float, _o("--cutmix", "CutMix alpha (0: off), e.g. 1.0; one box per clip.", PROTOCOL)
+    ] = (D.cutmix),
+    mixup_prob: Annotated[
+        float, _o("--mixup-prob", "Probability of mixing a batch.", PROTOCOL)
+    ] = D.mixup_prob,
+    mixup_switch_prob: Annotated[
+        float, _o("--mixup-switch-prob", "Probability of CutMix instead of mixup when both are on.", PROTOCOL)
+    ] = D.mixup_switch_prob,
+    mixup_mode: Annotated[
+        str, _o("--mixup-mode", f"One lambda per {', '.join(MIXUP_MODES)} (elem: per clip).", PROTOCOL)
+    ] = D.mixup_mode,
+    config: Annotated[
+        Path | None, _o("--config", "YAML/JSON file of options (same names); flags override it.", RUN)
+    ] = None,
+    device: Annotated[str, _o("--device", "auto, cuda, mps or cpu.", RUN)] = D.device,
+    seed: Annotated[int, _o("--seed", "Random seed; the same seed gives the same run.", RUN)] = D.seed,
+    out: Annotated[Path, _o("--out", "Run folder: config, metrics, plots, checkpoints.", RUN)] = Path(D.out),
+    resume: Annotated[
+        str | None,
+        _o("--resume", "Continue a run: 'auto' (= <out>/last.pt) or a checkpoint; flags override.", RUN),
+    ] = None,
+    patience: Annotated[
+        int | None, _o("--patience", "Stop when validation top-1 has not improved for N epochs.", RUN, min=1)
+    ] = None,
+) -> None:
+    """Train an LS-ViT on one split: select on a validation hold-out, report the test split."""
+    from lsvit.trainer.resolve import resolve_config
+    from lsvit.trainer.train import train  # heavy imports only once the options parsed
+
+    given = {name: value for name, value in ctx.params.items() if name != "config" and _explicit(ctx, name)}
+    if "model_kwargs" in given:
+        given["model_kwargs"] = _json_mapping(given["model_kwargs"], "--model-kwargs")
+    train(resolve_config(config, given))
+
+
+def _explicit(ctx: typer.Context, name: str) -> bool:
+    """Whether an option came from the command line or its LSVIT_* variable (so it beats --config)."""
+    source = ctx.get_parameter_source(name)  # typer bundles its own click: compare enum names
+    return source is not None and source.name in ("COMMANDLINE", "ENVIRONMENT")
+
+
+def _json_mapping(text: str, flag: str) -> dict:
+    try:
+        value = json.loads(text)
+    except ValueError as e:
+        raise LsvitError(f"{flag} {text!r} is not valid JSON ({e}); e.g. {flag} '{{\"depth\": 4}}'") from e
+    if not isinstance(value, dict):
+        raise LsvitError(f"{flag} must be a JSON object such as '{{\"depth\": 4}}', got {text!r}")
+    return value
+
+
+train_main = o.run_app(train_app)
