@@ -44,6 +44,10 @@ bench:
     python bench/model.py
     python bench/export.py
 
+# Training frame sampling (uniform, random, stride) side by side on the demo config; needs the demo's shards.
+bench-sampling *args:
+    python bench/frame_sampling.py --config configs/demo.yaml {{args}}
+
 lint:
     ruff check .
     ruff format --check .

@@ -211,3 +211,23 @@ def test_resume_copy_keeps_exactness_of_unchanged_options(tiny_shards, tmp_path)
     )
     summary = tt.train(cfg)  # nothing left to train: reports again, from the same checkpoint
     assert summary["epochs"] == 1 and _rows(tmp_path / "b") == _rows(out)
+
+
+def test_protocol_notes_state_the_hold_out_and_warn_about_ineffective_options(tiny_shards):
+    from lsvit.pipeline.shardindex import read_index
+    from lsvit.trainer.summary import protocol_notes
+
+    index = read_index(tiny_shards / "split1")  # 8 frames stored per clip
+    notes = protocol_notes(TrainConfig(**{**TINY, "num_frames": 4, "test_views": "2x1"}), index)
+    assert notes == [
+        "validation: 5 of 40 training clips held out (5 source videos, 5/5 classes); best.pt and --patience "
+        "follow it, test never selects"
+    ]
+    notes = protocol_notes(
+        TrainConfig(**{**TINY, "num_frames": 8, "test_views": "2x3", "val_fraction": 0}), index
+    )
+    assert notes[0] == "validation: none (--val-fraction 0): best.pt will be the last epoch"
+    assert "--frame-sampling random picks all 8 stored frames, as uniform does" in notes[1]
+    assert "--test-views 2x3: with 8 stored frames and 8 used, the temporal views are identical" in notes[2]
+    with pytest.raises(Exception, match="frame_stride=2 only applies to frame_sampling=stride"):
+        TrainConfig(**{**TINY, "frame_stride": 2})

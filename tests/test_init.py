@@ -225,3 +225,16 @@ def test_hf_hub_name_and_a_cache_miss(hf_cache, monkeypatch, tmp_path):
         _build_from("no_such_model_anywhere")
     with pytest.raises(InitError, match="does not exist"):
         _build_from(str(tmp_path / "missing.pth"))
+
+
+@pytest.mark.parametrize("name", ["hmdb51_vit_small", "hmdb51_vit_base"])
+def test_recipes_resolve_and_name_timm_in21k_weights_with_their_normalisation(name):
+    from pathlib import Path
+
+    from lsvit.trainer.resolve import resolve_config
+
+    cfg = resolve_config(Path(__file__).parents[1] / "configs" / f"{name}.yaml")
+    pcfg = timm.models.get_pretrained_cfg(cfg.init)
+    assert pcfg.num_classes == 21843 and pcfg.mean == pcfg.std == (0.5, 0.5, 0.5)  # ImageNet-21k heads
+    arch = cfg.init.split(".")[0].replace("vit_", "lsvit_")
+    assert cfg.model == arch and cfg.val_fraction > 0 and cfg.test_views == "2x3" and cfg.batch_size % 2 == 0

@@ -144,6 +144,8 @@ class TrainConfig:
         _choice("mixup_mode", self.mixup_mode, MIXUP_MODES)
         if self.frame_stride is not None:
             _at_least("frame_stride", self.frame_stride, 1)
+            if self.frame_sampling != "stride":
+                raise ConfigError(f"frame_stride={self.frame_stride} only applies to frame_sampling=stride")
         if not isinstance(self.init_partial, bool):
             raise ConfigError(f"init_partial={self.init_partial!r} must be true or false")
         self.val_fraction = _real("val_fraction", self.val_fraction, None, 1)

@@ -146,9 +146,16 @@ def _from_file(path: Path, model: torch.nn.Module | None) -> Weights:
     if not isinstance(sd, dict):
         raise InitError(f"--init {path} holds a {type(sd).__name__}, not a state dict")
     w = Weights(sd, str(path))
-    pre = sd.get("preprocess") if "config" in sd and "model" in sd else None  # an lsvit-train checkpoint
-    if isinstance(pre, dict):
-        return _with_hint(w, {**pre, "from": f"the preprocess entry of {path}"}, str(path))
+    if isinstance(sd.get("config"), dict) and "model" in sd:  # an lsvit-train checkpoint: its own contract
+        from lsvit.trainer.preprocess import Preprocess
+
+        try:
+            pre = Preprocess.from_checkpoint(sd)
+        except (KeyError, TypeError, ValueError):
+            pre = None
+        if pre is not None:
+            hint = {"mean": pre.mean, "std": pre.std, "from": f"the preprocess entry of {path}"}
+            return _with_hint(w, hint, str(path))
     return _with_hint(w, _folder_hint(path.parent), str(path)) if path.name in WEIGHT_FILES else w
 
 

@@ -1,4 +1,8 @@
-"""The end of a training run: test ``best.pt`` and ``last.pt`` with ``--test-views`` and report both.
+"""What a run says about its protocol at the start, and its end: test ``best.pt`` and ``last.pt``.
+
+At the start: the validation hold-out's size, and warnings for options that would do less than asked
+(frame jitter or temporal views with no spare stored frames). At the end, ``best.pt`` and ``last.pt`` are tested
+with ``--test-views`` and both reported.
 
 ``best.pt`` was selected on validation (or is the last epoch without a hold-out); its test metrics are
 reported, never used. With ``1x1`` views the per-epoch test results are reused; other views evaluate both
@@ -10,10 +14,43 @@ also holds both checkpoints' test metrics.
 import math
 from typing import Any
 
+from lsvit.pipeline.shardindex import ShardIndex
 from lsvit.trainer import checkpoint as ck
+from lsvit.trainer.config import TrainConfig
 from lsvit.trainer.distributed import barrier
 from lsvit.trainer.evaluate import EvalResult
+from lsvit.trainer.holdout import group_keys, holdout_keys
 from lsvit.trainer.report import write_eval_report
+from lsvit.trainer.shardset import subset_keys
+
+
+def protocol_notes(cfg: TrainConfig, index: ShardIndex) -> list[str]:
+    """Lines to print before training: the hold-out, and options that would silently do less than asked."""
+    notes, stored = [], index.frames
+    if cfg.val_fraction > 0:
+        key_class, _ = subset_keys(index, "train", cfg.balance if cfg.balance != "none" else "hybrid")
+        val = holdout_keys(key_class, cfg.val_fraction)
+        groups = sum(len(g) for g in group_keys({k: key_class[k] for k in val}).values())
+        classes = len({key_class[k] for k in val})
+        notes.append(
+            f"validation: {len(val)} of {len(key_class)} training clips held out ({groups} source videos, "
+            f"{classes}/{len(index.classes)} classes); best.pt and --patience follow it, test never selects"
+        )
+    else:
+        notes.append("validation: none (--val-fraction 0): best.pt will be the last epoch")
+    if cfg.num_frames > stored:
+        notes.append(f"warning: --num-frames {cfg.num_frames} > the {stored} stored per clip: frames repeat")
+    elif cfg.num_frames == stored and cfg.frame_sampling != "uniform":
+        notes.append(
+            f"warning: --frame-sampling {cfg.frame_sampling} picks all {stored} stored frames, as uniform does: "
+            f"extract --frames {2 * stored} for temporal jitter"
+        )
+    if int(cfg.test_views.split("x")[0]) > 1 and stored <= cfg.num_frames:
+        notes.append(
+            f"warning: --test-views {cfg.test_views}: with {stored} stored frames and {cfg.num_frames} used, the "
+            f"temporal views are identical; extract --frames {2 * cfg.num_frames} for distinct ones"
+        )
+    return notes
 
 
 def _result(metrics: dict[str, Any], confusion) -> EvalResult:

@@ -36,7 +36,7 @@ from lsvit.trainer.report import plot_curves
 from lsvit.trainer.resolve import save_config
 from lsvit.trainer.resume import ignored_on_resume, resume_changes
 from lsvit.trainer.stepper import NonFiniteLossError, Stepper
-from lsvit.trainer.summary import finish
+from lsvit.trainer.summary import finish, protocol_notes
 
 __all__ = ["NonFiniteLossError", "train"]
 
@@ -82,8 +82,9 @@ class _Run:
         split_dir = resolve_split_dir(cfg.shards, cfg.split)  # a folder or a URL prefix
         index = read_index(split_dir, cfg.split)
         self.classes, self.source_frames = index.classes, index.frames
-        if cfg.num_frames > self.source_frames and say:
-            say(f"warning: --num-frames {cfg.num_frames} > the {self.source_frames} stored: frames repeat")
+        if say is not None:
+            for line in protocol_notes(cfg, index):
+                say(line)
         self.data = DataConfig(
             shards=split_dir,
             split=cfg.split,
