@@ -238,7 +238,11 @@ def test_nonfinite_loss_stops_and_keeps_last_good_checkpoint(half_run, tmp_path,
 def test_amp_training_steps_on_cuda(tiny_shards, tmp_path, amp):
     if amp == "bf16" and not torch.cuda.is_bf16_supported():
         pytest.skip("GPU without bf16")
-    summary = tt.train(_cfg(tiny_shards, tmp_path / amp, device="cuda", amp=amp, epochs=1, workers=1))
+    protocol = dict(mixup=0.8, cutmix=1.0, layer_decay=0.75, test_views="2x2", num_frames=4)  # all on the GPU
+    summary = tt.train(
+        _cfg(tiny_shards, tmp_path / amp, device="cuda", amp=amp, epochs=1, workers=1, **protocol)
+    )
     ckpt = torch.load(tmp_path / amp / "last.pt", weights_only=True)
     assert ckpt["step"] > 0 and np.isfinite(ckpt["metrics"]["train_loss"]) and summary["epochs"] == 1
     assert (amp == "fp16") == bool(ckpt["scaler"])  # GradScaler state only for fp16
+    assert np.isfinite(summary["best_test"]["top1"]) and summary["test_views"] == "2x2"
