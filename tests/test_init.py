@@ -226,6 +226,14 @@ def test_hf_hub_name_and_a_cache_miss(hf_cache, monkeypatch, tmp_path):
         _build_from("no_such_model_anywhere")
     with pytest.raises(InitError, match="does not exist"):
         _build_from(str(tmp_path / "missing.pth"))
+    torch.save({"model": torch.nn.Linear(2, 2)}, tmp_path / "pickled.pth")  # a whole module, not a state dict
+    with pytest.raises(
+        InitError, match="pickled Python objects besides tensors, which lsvit never unpickles"
+    ):
+        _build_from(str(tmp_path / "pickled.pth"))
+    (tmp_path / "junk.safetensors").write_bytes(b"not a safetensors file")
+    with pytest.raises(InitError, match="cannot read it as weights"):
+        _build_from(str(tmp_path / "junk.safetensors"))
 
 
 @pytest.mark.parametrize("name", ["hmdb51_vit_small", "hmdb51_vit_base"])

@@ -141,6 +141,11 @@ def _from_file(path: Path, model: torch.nn.Module | None) -> Weights:
     except InitError:
         raise
     except Exception as e:  # torch/safetensors/numpy raise many types for foreign or corrupt files
+        if "weights only load failed" in str(e).lower():
+            raise InitError(
+                f"--init {path} holds pickled Python objects besides tensors, which lsvit never unpickles; "
+                "re-save its weights with torch.save(model.state_dict(), path) or as .safetensors"
+            ) from e
         first = str(e).strip().splitlines()[0] if str(e).strip() else type(e).__name__
         raise InitError(f"--init {path}: cannot read it as weights ({first})") from e
     if not isinstance(sd, dict):
