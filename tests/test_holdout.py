@@ -125,3 +125,17 @@ def test_val_needs_a_hold_out(tiny_shards):
     cfg = DataConfig(shards=tiny_shards, img_size=16, num_frames=2, batch_size=2, workers=0, val_fraction=0.0)
     with pytest.raises(Exception, match="no validation clips"):
         make_loader(cfg, "val", False)
+
+
+def test_hold_out_without_manifests_says_what_to_do(tiny_shards, tmp_path):
+    import shutil
+
+    split = tmp_path / "split1"
+    shutil.copytree(tiny_shards / "split1", split)
+    for f in split.glob("balanced-*-train.json"):
+        f.unlink()
+    cfg = DataConfig(shards=split, img_size=16, num_frames=2, batch_size=2, workers=0, balance="none",
+                     val_fraction=0.1)  # fmt: skip
+    with pytest.raises(Exception, match=r"rerun `lsvit-pipeline extract`, or train with --val-fraction 0"):
+        make_loader(cfg, "train", True)
+    make_loader(DataConfig(**{**cfg.__dict__, "val_fraction": 0.0}), "train", True)  # no manifest needed then

@@ -19,7 +19,7 @@ from pathlib import Path
 
 from lsvit.pipeline.balance import STRATEGIES, plan_draws
 from lsvit.pipeline.errors import LsvitError
-from lsvit.pipeline.shardindex import ShardIndex
+from lsvit.pipeline.shardindex import ShardIndex, ShardIndexError
 from lsvit.trainer.holdout import holdout_keys
 
 
@@ -172,7 +172,13 @@ def load_shardset(
         key_class = {k: d["class"] for k, d in m["draws"].items()}
         name = index.manifest_name(subset, balance)
         return ShardSet(index.base, index.classes, shards, draws, key_class, name, sum(draws.values()))
-    key_class, m = subset_keys(index, "train", balance if balance != "none" else "hybrid")
+    try:
+        key_class, m = subset_keys(index, "train", balance if balance != "none" else "hybrid")
+    except ShardIndexError as e:
+        raise ShardSetError(
+            f"{e} (the validation hold-out reads the train keys from a balancing manifest: rerun "
+            "`lsvit-pipeline extract`, or train with --val-fraction 0)"
+        ) from e
     val = holdout_keys(key_class, val_fraction)
     if subset == "val":
         if not val:
