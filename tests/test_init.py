@@ -9,6 +9,7 @@ import timm
 import torch
 from safetensors.torch import save_file
 
+from lsvit.pipeline.errors import LsvitError
 from lsvit.trainer import checkpoint as ck
 from lsvit.trainer.cli import train_main
 from lsvit.trainer.config import TrainConfig
@@ -110,9 +111,13 @@ def test_partial_init_loads_what_fits_and_lists_the_rest(tmp_path, capsys):
 def test_a_file_without_a_hint_warns_and_uses_imagenet_then_mean_std_override(tmp_path, capsys):
     torch.save(_vit().state_dict(), tmp_path / "vit.pth")
     model = ck.build_model(TrainConfig(**TINY, init=str(tmp_path / "vit.pth")), 5, log=print)
-    assert "says nothing about its input normalisation; using ImageNet's" in capsys.readouterr().out
+    assert "says nothing about its input normalisation; using the model's default mean (0.485" in (
+        capsys.readouterr().out
+    )
     assert model.pretrained_cfg["mean"] == (0.485, 0.456, 0.406)
     model = ck.build_model(TrainConfig(**TINY, init=str(tmp_path / "vit.pth"), mean="0.5", std=[0.5] * 3), 5)
+    with pytest.raises(LsvitError, match="mean and std go together"):
+        TrainConfig(**TINY, mean="0.5")
     assert model.pretrained_cfg["mean"] == model.pretrained_cfg["std"] == (0.5, 0.5, 0.5)
     folder = tmp_path / "hf"
     folder.mkdir()

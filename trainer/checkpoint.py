@@ -143,12 +143,19 @@ def build_model(
         report = load_init(model, cfg.init, partial=cfg.init_partial)
         say(report.line())
         hint = report.weights
-    model.pretrained_cfg = dict(model.pretrained_cfg, **_normalisation(cfg, hint, say))
+    pcfg = dict(getattr(model, "pretrained_cfg", None) or {})
+    default = (tuple(pcfg.get("mean") or IMAGENET_MEAN), tuple(pcfg.get("std") or IMAGENET_STD))
+    model.pretrained_cfg = dict(pcfg, **_normalisation(cfg, hint, default, say))
     return model
 
 
-def _normalisation(cfg: TrainConfig, hint: Any, say: Callable[[str], None]) -> dict[str, tuple[float, ...]]:
-    """mean/std in force: explicit > the --init source's > the model's default (ImageNet)."""
+def _normalisation(
+    cfg: TrainConfig,
+    hint: Any,
+    default: tuple[tuple[float, ...], tuple[float, ...]],
+    say: Callable[[str], None],
+) -> dict[str, tuple[float, ...]]:
+    """mean/std in force: explicit > the --init source's > the model's own default (LS-ViT: ImageNet's)."""
     given = cfg.mean is not None and cfg.std is not None
     if hint is not None and hint.mean is not None:
         if given and (tuple(cfg.mean), tuple(cfg.std)) != (tuple(hint.mean), tuple(hint.std)):
@@ -161,13 +168,13 @@ def _normalisation(cfg: TrainConfig, hint: Any, say: Callable[[str], None]) -> d
             return {"mean": tuple(hint.mean), "std": tuple(hint.std)}
     elif hint is not None and not given:
         say(
-            f"warning: --init {hint.label} says nothing about its input normalisation; using ImageNet's "
-            f"mean {IMAGENET_MEAN} std {IMAGENET_STD}: pass --mean/--std if its weights expect others "
+            f"warning: --init {hint.label} says nothing about its input normalisation; using the model's "
+            f"default mean {default[0]} std {default[1]}: pass --mean/--std if its weights expect others "
             "(timm's augreg ViTs: 0.5,0.5,0.5)"
         )
     if given:
         return {"mean": tuple(cfg.mean), "std": tuple(cfg.std)}
-    return {"mean": IMAGENET_MEAN, "std": IMAGENET_STD}
+    return {"mean": default[0], "std": default[1]}
 
 
 def model_from_checkpoint(ckpt: dict[str, Any]) -> torch.nn.Module:

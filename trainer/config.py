@@ -140,6 +140,10 @@ class TrainConfig:
         """The fine-tuning protocol options: hold-out, frames, views, mixing, layer decay, normalisation."""
         for name in ("mean", "std"):
             setattr(self, name, _channels(name, getattr(self, name)))
+        if (self.mean is None) != (self.std is None):
+            raise ConfigError(
+                "mean and std go together: pass both (e.g. --mean 0.5,0.5,0.5 --std 0.5,0.5,0.5)"
+            )
         _choice("frame_sampling", self.frame_sampling, FRAME_SAMPLING)
         _choice("mixup_mode", self.mixup_mode, MIXUP_MODES)
         if self.frame_stride is not None:
