@@ -15,9 +15,9 @@ import numpy as np
 
 from lsvit.pipeline.atomic import write_json_atomic
 from lsvit.pipeline.errors import LsvitError
+from lsvit.pipeline.splits import SUBSETS
 
 STRATEGIES = ("oversample", "undersample", "hybrid")
-SUBSETS = ("train", "test", "unused")
 MANIFEST_VERSION = 1
 _MANIFEST_KEYS = (
     "version",

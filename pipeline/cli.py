@@ -34,7 +34,8 @@ def synth(
 @app.command()
 def extract(
     split: o.Split = 1,
-    data_root: o.DataRoot = Path("data/hmdb51"),
+    dataset: o.Dataset = "hmdb51",
+    data_root: o.DataRoot = None,
     splits_dir: o.SplitsDir = None,
     out: Annotated[Path, o.opt("--out", "Shard folder; writes <out>/split<N>/.", envvar="SHARDS_OUT")] = Path(
         "shards"
@@ -44,7 +45,9 @@ def extract(
     workers: o.Workers = None,
     include_unused: Annotated[
         bool,
-        o.opt("--include-unused", "Also write flag-0 clips to unused-*.tar.", envvar="INCLUDE_UNUSED"),
+        o.opt(
+            "--include-unused", "Also write HMDB51's flag-0 clips to unused-*.tar.", envvar="INCLUDE_UNUSED"
+        ),
     ] = False,
     part: Annotated[
         str, o.opt("--part", "Extract only 0-based part i of N (i/N), then `merge`.", envvar="PART")
@@ -65,10 +68,11 @@ def extract(
     ] = None,
     seed: o.Seed = 0,
 ) -> None:
-    """Decode the clips of one official split into 16-frame JPEG WebDataset shards (resumable)."""
+    """Decode the clips of one split into 16-frame JPEG WebDataset shards (resumable)."""
     from lsvit.pipeline.extract import ExtractConfig, run_extract
 
     cfg = ExtractConfig(
+        dataset=dataset,
         data_root=data_root,
         splits_dir=splits_dir,
         out=out,
@@ -97,11 +101,19 @@ def merge(
     split_dir: Annotated[
         Path, typer.Argument(help="Split folder holding index-p<i>of<N>.json of every part.")
     ],
+    dataset: Annotated[
+        str | None,
+        o.opt(
+            "--dataset",
+            "Check that the parts were extracted from this dataset (default: any).",
+            envvar="DATASET",
+        ),
+    ] = None,
 ) -> None:
     """Merge the outputs of `extract --part i/N` runs into index.json, failures.jsonl and manifests."""
     from lsvit.pipeline.merge import merge_parts
 
-    index = merge_parts(split_dir)
+    index = merge_parts(split_dir, dataset)
     n = sum(s["count"] for s in index["shards"])
     typer.echo(
         f"{n} samples in {len(index['shards'])} shards, {index['num_failures']} failures -> {split_dir}/index.json"
@@ -133,7 +145,15 @@ def eda(
         Path | None,
         o.opt(
             "--splits-dir",
-            "Folder of <class>_test_split<N>.txt files: class counts per split, without shards.",
+            "Split files, lists or CSV of --dataset (as for extract): class counts per split, without shards.",
+        ),
+    ] = None,
+    dataset: Annotated[
+        str | None,
+        o.opt(
+            "--dataset",
+            "Format of --splits-dir: hmdb51 (default), ucf101 or folder; with --shards, index.json says.",
+            envvar="DATASET",
         ),
     ] = None,
     out: Annotated[Path, o.opt("--out", "Report folder.", envvar="EDA_OUT")] = Path("reports/eda"),
@@ -149,7 +169,9 @@ def eda(
         splits_dir = None
     elif splits_dir is not None and not typed["shards"]:
         shards = None
-    report = run_eda(shards, splits_dir, out)
+    report = run_eda(shards, splits_dir, out, dataset)
+    for note in report.get("notes", []):
+        typer.echo(f"note: {note}", err=True)
     print_summary(report, out)
 
 

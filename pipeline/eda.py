@@ -15,11 +15,12 @@ from scipy.stats import ks_2samp
 from tqdm import tqdm
 
 from lsvit.pipeline.atomic import make_dirs, write_failed, write_json_atomic
+from lsvit.pipeline.datasets import DEFAULT, get_dataset
 from lsvit.pipeline.errors import LsvitError
 from lsvit.pipeline.shardindex import ShardIndex, is_url, read_index, resolve_split_dir
+from lsvit.pipeline.splits import SUBSETS
 
 EDA_VERSION = 1
-SUBSETS = ("train", "test", "unused")
 # Per-clip scalars read from each sample's json "stats" (see shards/README.md).
 STATS = ("brightness", "contrast", "blur", "red_mean", "green_mean", "blue_mean")
 QUANTILES = (0.01, 0.05, 0.25, 0.5, 0.75, 0.95, 0.99)
@@ -188,6 +189,7 @@ def shard_report(split_dir: Path) -> tuple[dict, dict]:
         "version": EDA_VERSION,
         "mode": "shards",
         "source": str(split_dir),
+        "dataset": index.dataset,
         "split": index.split,
         "classes": classes,
         "subsets": subsets,
@@ -204,35 +206,47 @@ def shard_report(split_dir: Path) -> tuple[dict, dict]:
     return report, frame
 
 
-def split_files_report(splits_dir: Path) -> dict:
-    """Class counts from the official split files alone, before any extraction.
+def split_files_report(splits_dir: Path, dataset: str = DEFAULT) -> dict:
+    """Class counts from a dataset's split definition alone, before any extraction.
+
+    Args:
+        splits_dir: The split files (HMDB51), lists folder (UCF101), or CSV or tree (folder dataset).
+        dataset: The dataset's format.
 
     Returns:
-        The eda.json content: ``counts["all"]`` over every distinct clip, and ``splits[<n>][<subset>]``.
+        The eda.json content: ``counts["all"]`` over every distinct clip, ``splits[<n>][<subset>]``, and
+        the readers' ``notes``.
     """
-    from lsvit.pipeline.splits import SPLITS, load_all_clips, load_split
-
-    all_clips = load_all_clips(splits_dir)
-    classes = sorted(all_clips)
-    splits = {}
-    for n in SPLITS:
-        splits[str(n)] = {s: counts_summary(c) for s, c in load_split(splits_dir, n).counts().items()}
+    fmt = get_dataset(dataset)
+    source = fmt.locate(None, splits_dir)
+    specs = [fmt.load_split(source, n) for n in fmt.splits]
+    classes = specs[0].classes  # label order: the same for every split of a dataset
+    names: dict[str, set[str]] = {c: set() for c in classes}
+    for spec in specs:
+        for c in spec.clips:
+            names[c.cls].add(c.name)
     return {
         "version": EDA_VERSION,
         "mode": "splits",
-        "source": str(splits_dir),
+        "dataset": dataset,
+        "source": str(source),
         "classes": classes,
-        "counts": {"all": counts_summary({c: len(v) for c, v in all_clips.items()})},
-        "splits": splits,
+        "counts": {"all": counts_summary({c: len(v) for c, v in names.items()})},
+        "splits": {
+            str(spec.split): {s: counts_summary(c) for s, c in spec.counts().items()} for spec in specs
+        },
+        "notes": sorted({n for spec in specs for n in spec.notes}),
     }
 
 
-def run_eda(shards: Path | None, splits_dir: Path | None, out: Path) -> dict:
+def run_eda(shards: Path | None, splits_dir: Path | None, out: Path, dataset: str | None = None) -> dict:
     """Analyses shards (or split files) and writes eda.json and the PNG figures into ``out``.
 
     Args:
         shards: A split folder with index.json, or a folder holding exactly one ``split<N>``.
         splits_dir: Folder of split files; used when ``shards`` is None (class counts only).
+        dataset: The format of ``splits_dir`` (default HMDB51's); with ``shards``, when given, it must be the
+            dataset the shards were extracted from (their index.json says which).
         out: Report folder, created if needed.
 
     Returns:
@@ -250,8 +264,13 @@ def run_eda(shards: Path | None, splits_dir: Path | None, out: Path) -> dict:
         if is_url(shards):
             raise EdaError(f"--shards {shards}: eda reads a local shard folder, not a URL")
         report, frame = shard_report(resolve_split_dir(shards))
+        if dataset is not None and dataset != report["dataset"]:
+            raise EdaError(
+                f"--shards {shards} were extracted from {report['dataset']} (index.json), not --dataset "
+                f"{dataset}; leave --dataset out with --shards"
+            )
     else:
-        report = split_files_report(splits_dir)
+        report = split_files_report(splits_dir, dataset or DEFAULT)
     # The folder is made only once there is something to write, and removed again if it was new and the
     # writing failed: a failed eda leaves nothing behind.
     new = not out.exists()

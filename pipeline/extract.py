@@ -1,4 +1,7 @@
-"""``lsvit-pipeline extract``: HMDB51 clips -> 16-frame JPEG WebDataset shards, in parallel and resumable.
+"""``lsvit-pipeline extract``: video clips -> 16-frame JPEG WebDataset shards, in parallel and resumable.
+
+The dataset's format (HMDB51, UCF101 or a folder dataset: ``lsvit.pipeline.datasets``) only decides which
+clips are in which class and subset; decoding, shards, records and failures are the same for every one.
 
 Workers write whole shards of a fixed, sorted plan, so the output does not depend on the number of workers
 or their timing; finished shards survive an interruption and a rerun only redoes the rest.
@@ -18,13 +21,14 @@ from tqdm import tqdm
 from lsvit import __version__
 from lsvit.pipeline import shards as sh
 from lsvit.pipeline.atomic import make_dirs
+from lsvit.pipeline.datasets import DEFAULT, get_dataset
 from lsvit.pipeline.decode import DecodeError, decode_clip, resolve_device
 from lsvit.pipeline.errors import LsvitError
 from lsvit.pipeline.lock import hold
 from lsvit.pipeline.merge import index_name, lock_name, write_index
 from lsvit.pipeline.pool import Tick, check_main, run_tasks
 from lsvit.pipeline.records import RECORDS_DIRNAME, adopt, write_record
-from lsvit.pipeline.splits import ClipEntry, find_splits_dir, links_outside, load_split
+from lsvit.pipeline.splits import ClipEntry, SplitSpec, links_outside
 from lsvit.pipeline.stats import clip_stats
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
@@ -38,7 +42,8 @@ class ExtractError(LsvitError, ValueError):
 class ExtractConfig:
     """Everything that decides an extraction; saved (resolved) in index.json."""
 
-    data_root: Path = Path("data/hmdb51")
+    dataset: str = DEFAULT  # hmdb51, ucf101 or folder (lsvit.pipeline.datasets)
+    data_root: Path | None = None  # None: the dataset's default (data/hmdb51, data/ucf101)
     splits_dir: Path | None = None
     out: Path = Path("shards")
     split: int = 1
@@ -53,12 +58,14 @@ class ExtractConfig:
     balance_target: int | None = None
 
     def __post_init__(self) -> None:
-        self.data_root = Path(self.data_root)
+        fmt = get_dataset(self.dataset)
+        if self.data_root is None and fmt.default_root is None:
+            raise ExtractError(f"--dataset {self.dataset} needs --data-root <{fmt.layout}>")
+        self.data_root = Path(self.data_root if self.data_root is not None else fmt.default_root)
         self.out = Path(self.out)
         self.splits_dir = None if self.splits_dir is None else Path(self.splits_dir)
         self.part = sh.parse_part(self.part)
-        if self.split not in (1, 2, 3):
-            raise ExtractError(f"split {self.split!r} is not an official split; allowed: 1, 2, 3")
+        fmt.check_split(self.split)
         checks = {
             "frames": (self.frames, 1, None),
             "jpeg_quality": (self.jpeg_quality, 1, 100),
@@ -74,10 +81,18 @@ class ExtractConfig:
         if not _DEVICE_RE.match(self.device):
             raise ExtractError(f"device {self.device!r} is not allowed; use auto, cpu, cuda or cuda:N")
 
-    @property
-    def subsets(self) -> list[str]:
-        """Subsets extracted, in shard-plan order."""
-        return ["train", "test", "unused"] if self.include_unused else ["train", "test"]
+    def subsets(self, spec: SplitSpec) -> list[str]:
+        """The split's subsets that are extracted, in shard-plan order (``unused`` only when asked).
+
+        Raises:
+            ExtractError: ``include_unused`` for a dataset whose splits use every clip.
+        """
+        if self.include_unused and "unused" not in spec.subsets:
+            raise ExtractError(
+                f"--include-unused: {self.dataset} has no unused clips (its subsets: "
+                f"{', '.join(spec.subsets)}); drop the option"
+            )
+        return [s for s in spec.subsets if s != "unused" or self.include_unused]
 
     @property
     def split_dir(self) -> Path:
@@ -185,26 +200,29 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
         LsvitError: Missing data root or splits folder, bad split files, unusable device or ``--out``,
             another run writing the same shards, a file that cannot be written (e.g. a full disk).
     """
+    fmt = get_dataset(cfg.dataset)
     if not cfg.data_root.is_dir():
         state = "is not a folder" if cfg.data_root.exists() else "does not exist"
-        raise ExtractError(
-            f"data root {cfg.data_root} {state}; pass --data-root <HMDB51 folder> "
-            f"(or make a synthetic one with `lsvit-pipeline synth`)"
-        )
-    splits_dir = find_splits_dir(cfg.data_root, cfg.splits_dir)
-    spec = load_split(splits_dir, cfg.split)
+        synth = " (or make a synthetic one with `lsvit-pipeline synth`)" if fmt.name == "hmdb51" else ""
+        raise ExtractError(f"data root {cfg.data_root} {state}; pass --data-root <{fmt.layout}>{synth}")
+    splits_dir = fmt.locate(cfg.data_root, cfg.splits_dir)
+    spec = fmt.load_split(splits_dir, cfg.split)
+    for note in spec.notes:
+        _say(f"note: {note}")
+    subsets = cfg.subsets(spec)
     device = resolve_device(cfg.device)  # logs why when "auto" falls back to the CPU
-    jobs = sh.plan_shards([c for c in spec.clips if c.subset in cfg.subsets], cfg.shard_max_samples, cfg.part)
+    jobs = sh.plan_shards([c for c in spec.clips if c.subset in subsets], cfg.shard_max_samples, cfg.part)
     make_dirs(cfg.out, "--out")
     make_dirs(cfg.split_dir / RECORDS_DIRNAME, "--out")
     what = "extract" if cfg.part[1] == 1 else f"extract --part {cfg.part[0]}/{cfg.part[1]}"
     with hold(cfg.split_dir, lock_name(cfg.part), what):  # parts have their own locks: they may run at once
-        return _extract(cfg, spec.classes, splits_dir, device, jobs, progress)
+        return _extract(cfg, spec.classes, subsets, splits_dir, device, jobs, progress)
 
 
 def _extract(
     cfg: ExtractConfig,
     classes: list[str],
+    subsets: list[str],
     splits_dir: Path,
     device: str,
     jobs: list[sh.ShardJob],
@@ -250,9 +268,10 @@ def _extract(
     config = cfg.to_json() | {"splits_dir": str(splits_dir), "device": device, "workers": workers}
     index = write_index(
         split_dir,
+        dataset=cfg.dataset,
         split=cfg.split,
         classes=classes,
-        subsets=cfg.subsets,
+        subsets=subsets,
         records=[records[j.name] for j in jobs],
         expected=[e.rel_path for j in jobs for e in j.entries],
         config=config,

@@ -11,6 +11,7 @@ from pathlib import Path
 from lsvit import __version__
 from lsvit.pipeline.atomic import write_json_atomic
 from lsvit.pipeline.balance import write_manifests
+from lsvit.pipeline.datasets import DEFAULT
 from lsvit.pipeline.errors import LsvitError
 from lsvit.pipeline.lock import hold
 from lsvit.pipeline.records import SUBSETS, RecordError, read_record, shard_problem
@@ -39,6 +40,7 @@ def lock_name(part: tuple[int, int]) -> str:
 def write_index(
     split_dir: Path,
     *,
+    dataset: str,
     split: int,
     classes: list[str],
     subsets: list[str],
@@ -51,6 +53,7 @@ def write_index(
 
     Args:
         split_dir: The split's shard folder.
+        dataset: The dataset's format (``lsvit.pipeline.datasets``), for the stages that read the index.
         split: Split number.
         classes: Sorted class names (labels are indexes into it).
         subsets: Subsets extracted.
@@ -71,6 +74,7 @@ def write_index(
             counts[r["subset"]][s["class"]] += 1
     index = {
         "version": __version__,
+        "dataset": dataset,
         "split": split,
         "classes": classes,
         "subsets": subsets,
@@ -189,7 +193,7 @@ def _records(split_dir: Path, parts: list[dict]) -> list[dict]:
     return records
 
 
-def merge_parts(split_dir: Path) -> dict:
+def merge_parts(split_dir: Path, dataset: str | None = None) -> dict:
     """Merges the ``--part`` outputs of a split folder into index.json, failures.jsonl and manifests.
 
     Every shard is checked before it is adopted: its record must be well-formed and agree with its part
@@ -199,6 +203,7 @@ def merge_parts(split_dir: Path) -> dict:
 
     Args:
         split_dir: ``<out>/split<N>`` holding ``index-p<i>of<N>.json`` for every part.
+        dataset: When given, the parts must have been extracted from this dataset (``--dataset``).
 
     Returns:
         The merged index.
@@ -212,6 +217,12 @@ def merge_parts(split_dir: Path) -> dict:
     if not found:
         raise MergeError(
             f"no part indexes (index-p<i>of<N>.json) in {split_dir}; run `extract --part i/N` first"
+        )
+    made_from = sorted({p.get("dataset", DEFAULT) for p in found.values()})
+    if dataset is not None and made_from != [dataset]:
+        raise MergeError(
+            f"{split_dir}: the parts were extracted from {', '.join(made_from)}, not --dataset {dataset}; "
+            "pass the dataset they were made from, or leave --dataset out"
         )
     totals = {n for _, n in found}
     if len(totals) != 1:
@@ -235,8 +246,8 @@ def merge_parts(split_dir: Path) -> dict:
 
 def _merge(split_dir: Path, parts: list[dict], n: int) -> dict:
     same = [{k: v for k, v in p["config"].items() if k not in ("part", "workers")} for p in parts]
-    keys = ("classes", "subsets", "split")
-    if any(s != same[0] for s in same) or any(p[k] != parts[0][k] for p in parts for k in keys):
+    keys = ("classes", "subsets", "split", "dataset")
+    if any(s != same[0] for s in same) or any(p.get(k) != parts[0].get(k) for p in parts for k in keys):
         raise MergeError(f"{split_dir}: the parts were made with different settings; rerun them alike")
     records = _records(split_dir, parts)
     records.sort(key=lambda r: (SUBSETS.index(r["subset"]), r["number"]))
@@ -251,6 +262,7 @@ def _merge(split_dir: Path, parts: list[dict], n: int) -> dict:
     config = parts[0]["config"] | {"part": None, "merged_parts": n}
     return write_index(
         split_dir,
+        dataset=parts[0].get("dataset", DEFAULT),
         split=parts[0]["split"],
         classes=parts[0]["classes"],
         subsets=parts[0]["subsets"],

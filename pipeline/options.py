@@ -26,18 +26,36 @@ def opt(name: str, help: str, *, envvar: str | None = None, **kw: Any) -> Any:
     return typer.Option(name, help=help, envvar=f"LSVIT_{env}", show_envvar=True, **kw)
 
 
+Dataset = Annotated[
+    str,
+    opt(
+        "--dataset",
+        "Dataset format: hmdb51 (split files), ucf101 (ucfTrainTestlist) or folder (<root>/<class>/<clip>, "
+        "optional splits.csv).",
+        envvar="DATASET",
+    ),
+]
 DataRoot = Annotated[
-    Path, opt("--data-root", "HMDB51 tree: <data-root>/<class>/<clip>.avi.", envvar="DATA_ROOT")
+    Path | None,
+    opt(
+        "--data-root",
+        "Dataset tree <data-root>/<class>/<clip> (default: data/hmdb51, or data/ucf101 with --dataset ucf101).",
+        envvar="DATA_ROOT",
+    ),
 ]
 SplitsDir = Annotated[
     Path | None,
     opt(
         "--splits-dir",
-        "Folder of <class>_test_split<N>.txt files (default: found inside --data-root).",
+        "HMDB51's testTrainMulti_7030_splits, UCF101's ucfTrainTestlist, or a folder dataset's CSV "
+        "(default: found from --data-root).",
         envvar="SPLITS_DIR",
     ),
 ]
-Split = Annotated[int, opt("--split", "Official split number: 1, 2 or 3.", envvar="SPLIT", min=1, max=3)]
+Split = Annotated[
+    int,
+    opt("--split", "Split number: 1, 2 or 3 (a folder dataset has split 1).", envvar="SPLIT", min=1, max=3),
+]
 Shards = Annotated[
     Path, opt("--shards", "Shard folder written by `lsvit-pipeline extract`.", envvar="SHARDS")
 ]

@@ -15,9 +15,9 @@ from typing import Any
 
 from lsvit.pipeline.atomic import write_json_atomic
 from lsvit.pipeline.errors import LsvitError
+from lsvit.pipeline.splits import SUBSETS
 
 RECORDS_DIRNAME = "records"
-SUBSETS = ("train", "test", "unused")
 _SHA256 = re.compile(r"[0-9a-f]{64}")
 _SAMPLE_KEYS = ("key", "class", "clip")
 _FAILURE_KEYS = ("clip", "class", "subset", "reason")

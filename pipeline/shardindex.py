@@ -13,7 +13,10 @@ from pathlib import Path
 from typing import Any
 
 from lsvit.pipeline.balance import BalanceError, parse_manifest
+from lsvit.pipeline.datasets import DATASETS
+from lsvit.pipeline.datasets import DEFAULT as DEFAULT_DATASET
 from lsvit.pipeline.errors import LsvitError
+from lsvit.pipeline.splits import SUBSETS
 
 INDEX = "index.json"
 DEFAULT_FRAMES = 16  # what extract stores when an index predates its frames setting
@@ -116,6 +119,18 @@ class ShardIndex:
     @property
     def split(self) -> int | None:
         return self.data.get("split")
+
+    @property
+    def dataset(self) -> str:
+        """The dataset's format (``lsvit.pipeline.datasets``: hmdb51, ucf101, folder); indexes written
+        before extract recorded it are HMDB51's."""
+        return self.data.get("dataset", DEFAULT_DATASET)
+
+    @property
+    def subsets(self) -> list[str]:
+        """The subsets that have shards, in shard-plan order (``train``, ``val``, ``test``, ``unused``)."""
+        have = {s["subset"] for s in self.data["shards"]}
+        return [s for s in SUBSETS if s in have]
 
     @property
     def config(self) -> dict[str, Any]:
@@ -259,6 +274,9 @@ def _problem(data: Any) -> str | None:
     data.setdefault("counts", {})
     data.setdefault("config", {})
     data.setdefault("manifests", {})
+    dataset = data.get("dataset", DEFAULT_DATASET)
+    if not isinstance(dataset, str) or dataset not in DATASETS:
+        return f"dataset {dataset!r} is none of {', '.join(DATASETS)}"
     frames = data["config"].get("frames", DEFAULT_FRAMES)
     if isinstance(frames, bool) or not isinstance(frames, int) or frames < 1:
         return f"config.frames {frames!r} is not a positive integer"

@@ -19,9 +19,8 @@ from lsvit.pipeline.atomic import atomic_open
 from lsvit.pipeline.decode import DecodedClip
 from lsvit.pipeline.errors import LsvitError
 from lsvit.pipeline.records import RECORDS_DIRNAME, file_sha256
-from lsvit.pipeline.splits import ClipEntry
+from lsvit.pipeline.splits import SUBSETS, ClipEntry
 
-SUBSETS = ("train", "test", "unused")
 # Fixed tar header fields: together with deterministic content they make reruns byte-identical.
 TAR_MTIME = 0  # an int: a float mtime makes tarfile add a PAX header (1 kB) to every member
 TAR_OWNER = "lsvit"

@@ -1,7 +1,10 @@
-"""The official HMDB51 split files: which clip is in which class and subset.
+"""What every dataset format shares: a split's clips and subsets, and the checks of class and clip names.
 
-A clip's class and label come from the split file that lists it, never from its name (hundreds of HMDB51
-clip names contain another class's name, e.g. ``..._kiss_...`` inside ``hug``).
+A dataset format (``lsvit.pipeline.hmdb51``, ``lsvit.pipeline.ucf101``, ``lsvit.pipeline.folder``; chosen
+through ``lsvit.pipeline.datasets``) reads its split definition into a :class:`SplitSpec` of
+:class:`ClipEntry` lines; names are checked by :func:`unsafe_reason` for all of them alike, so a name that
+would leave its class folder is never read, whatever the format. A clip's class and label come from the
+split definition (its split file, list or CSV line), never from a substring of its name.
 """
 
 import re
@@ -11,11 +14,7 @@ from pathlib import Path
 
 from lsvit.pipeline.errors import LsvitError
 
-DEFAULT_SPLITS_DIRNAME = "testTrainMulti_7030_splits"
-SUBSETS = ("train", "test", "unused")
-FLAGS = {"1": "train", "2": "test", "0": "unused"}
-SPLITS = (1, 2, 3)
-_FILE_RE = re.compile(r"(?P<cls>.+)_test_split(?P<n>[0-9]+)\.txt", re.DOTALL)
+SUBSETS = ("train", "val", "test", "unused")  # every subset any dataset has, in shard-plan order
 
 
 class SplitError(LsvitError, ValueError):
@@ -40,19 +39,26 @@ class ClipEntry:
 
 @dataclass(frozen=True)
 class SplitSpec:
-    """All clips of one official split, in class order then file order."""
+    """All clips of one split, in class order then file order.
+
+    ``subsets`` are the subsets the dataset's split defines (HMDB51: train, test, unused; UCF101: train,
+    test; a folder dataset: train, val when its CSV has any, test); ``notes`` are what the reader noticed
+    and the user should hear (files it skipped, ...): extract and eda print them.
+    """
 
     split: int
     classes: list[str]
     clips: list[ClipEntry] = field(repr=False)
+    subsets: tuple[str, ...] = ("train", "test", "unused")
+    notes: tuple[str, ...] = ()
 
     def counts(self) -> dict[str, dict[str, int]]:
-        """Clips per subset and class; every subset and class is present (0 allowed).
+        """Clips per subset and class; every subset of the split and every class is present (0 allowed).
 
         Returns:
-            ``{subset: {class: n}}`` for ``train``, ``test`` and ``unused``.
+            ``{subset: {class: n}}`` for each of ``subsets``.
         """
-        out = {s: dict.fromkeys(self.classes, 0) for s in SUBSETS}
+        out = {s: dict.fromkeys(self.classes, 0) for s in self.subsets}
         for c in self.clips:
             out[c.subset][c.cls] += 1
         return out
@@ -127,157 +133,15 @@ def links_outside(root: Path, entries: Iterable[ClipEntry]) -> list[tuple[str, P
     return out
 
 
-def find_splits_dir(data_root: Path, splits_dir: Path | None = None) -> Path:
-    """Locates the folder of ``<class>_test_split<N>.txt`` files.
-
-    Args:
-        data_root: The HMDB51 tree ``<data-root>/<class>/<clip>.avi``.
-        splits_dir: An explicit folder; when given it is used as is (it must exist).
-
-    Returns:
-        The splits folder.
+def read_lines(path: Path) -> list[str]:
+    """The lines of a split file as the official ones are written: UTF-8 (a BOM is dropped), ``\\n`` or
+    ``\\r\\n`` line ends; other Unicode line separators (U+2028, ...) stay inside their line.
 
     Raises:
-        SplitError: If no such folder exists.
+        SplitError: The file cannot be read or is not UTF-8.
     """
-    if splits_dir is not None:
-        _check_splits_dir(splits_dir)
-        return splits_dir
-    default = data_root / DEFAULT_SPLITS_DIRNAME
-    if default.is_dir():
-        return default
-    if not data_root.is_dir():
-        state = "is not a folder" if data_root.exists() else "does not exist"
-        raise SplitError(
-            f"data root {data_root} {state}; pass --data-root <HMDB51 folder> "
-            f"(run `lsvit-pipeline synth` to make a synthetic one)"
-        )
-    found = sorted(p.parent for p in data_root.rglob("*_test_split1.txt"))
-    if not found:
-        raise SplitError(
-            f"no split files (*_test_split1.txt) under {data_root}; pass --splits-dir <folder of "
-            f"the official {DEFAULT_SPLITS_DIRNAME} files>"
-        )
-    return found[0]
-
-
-def _check_splits_dir(splits_dir: Path) -> None:
-    if not splits_dir.is_dir():
-        state = "is not a folder" if splits_dir.exists() else "does not exist"
-        raise SplitError(
-            f"splits folder {splits_dir} {state}; pass --splits-dir <folder of <class>_test_split<N>.txt files>"
-        )
-
-
-def _split_files(splits_dir: Path) -> dict[str, dict[int, Path]]:
-    _check_splits_dir(splits_dir)
-    files: dict[str, dict[int, Path]] = {}
-    for p in splits_dir.iterdir():
-        m = _FILE_RE.fullmatch(p.name)
-        if m and p.is_file():
-            problem = unsafe_reason(m["cls"], "class name")
-            if problem:
-                raise SplitError(
-                    f"split file {shown(p.name)} in {splits_dir}: {problem}; rename or remove that file"
-                )
-            files.setdefault(m["cls"], {})[int(m["n"])] = p
-    if not files:
-        raise SplitError(
-            f"no <class>_test_split<N>.txt files in {splits_dir}; pass --splits-dir <folder of "
-            f"the official {DEFAULT_SPLITS_DIRNAME} files>"
-        )
-    return files
-
-
-_LINE_RE = re.compile(r"(?P<name>.*?)[ \t]+(?P<flag>[^ \t]+)")
-
-
-def _split_lines(path: Path) -> list[str]:
-    """The lines of a split file as the official ones are written: UTF-8 (a BOM is dropped), ``\\n`` or
-    ``\\r\\n`` line ends; other Unicode line separators (U+2028, ...) stay inside their line."""
     try:
         text = path.read_bytes().decode("utf-8-sig")
     except (OSError, UnicodeDecodeError) as e:
         raise SplitError(f"{path}: cannot read split file ({e}); fix or replace it") from e
     return [line.removesuffix("\r") for line in text.split("\n")]
-
-
-def _parse_file(path: Path, cls: str, label: int) -> list[ClipEntry]:
-    clips: list[ClipEntry] = []
-    seen: dict[str, int] = {}
-    for lineno, raw in enumerate(_split_lines(path), start=1):
-        line = raw.rstrip(" \t")  # the official files end every line with a space
-        if not line.strip(" \t"):
-            continue
-        m = _LINE_RE.fullmatch(line)  # one run of spaces or tabs separates the name from the flag
-        if not m:
-            raise SplitError(
-                f"{path}:{lineno}: malformed line {raw!r}; expected '<clip name> <flag>' with "
-                f"flag 1 (train), 2 (test) or 0 (unused)"
-            )
-        name, flag = m["name"].lstrip(" \t"), m["flag"]
-        if flag not in FLAGS:
-            raise SplitError(
-                f"{path}:{lineno}: bad flag {flag!r}; allowed flags are 1 (train), 2 (test), 0 (unused)"
-            )
-        if name in seen:
-            raise SplitError(
-                f"{path}:{lineno}: clip {name!r} already listed on line {seen[name]}; remove the duplicate"
-            )
-        seen[name] = lineno
-        clips.append(ClipEntry(name, cls, label, FLAGS[flag], unsafe_reason(name)))
-    return clips
-
-
-def load_split(splits_dir: Path, split: int) -> SplitSpec:
-    """Reads one official split.
-
-    The class list is every class named by any split file in the folder, sorted, so labels are the same
-    for all three splits; each class must have a file for the requested split.
-
-    Args:
-        splits_dir: Folder of ``<class>_test_split<N>.txt`` files.
-        split: 1, 2 or 3.
-
-    Returns:
-        The split's classes and clips (unsafe names included, with ``problem`` set).
-
-    Raises:
-        SplitError: Missing folder or file, malformed line, bad flag or duplicate clip in a class.
-    """
-    if split not in SPLITS:
-        raise SplitError(f"split {split!r} is not an official split; allowed: 1, 2, 3")
-    files = _split_files(splits_dir)
-    classes = sorted(files)
-    clips: list[ClipEntry] = []
-    for label, cls in enumerate(classes):
-        path = files[cls].get(split)
-        if path is None:
-            raise SplitError(
-                f"{splits_dir / f'{cls}_test_split{split}.txt'} does not exist (class {cls!r} "
-                f"has other splits); restore it or pass the complete --splits-dir"
-            )
-        clips.extend(_parse_file(path, cls, label))
-    return SplitSpec(split=split, classes=classes, clips=clips)
-
-
-def load_all_clips(splits_dir: Path) -> dict[str, list[str]]:
-    """Distinct clip names per class over the three official splits.
-
-    Args:
-        splits_dir: Folder of ``<class>_test_split<N>.txt`` files.
-
-    Returns:
-        ``{class: sorted clip names}`` with classes sorted.
-
-    Raises:
-        SplitError: As :func:`load_split`.
-    """
-    names: dict[str, set[str]] = {}
-    for split in SPLITS:
-        spec = load_split(splits_dir, split)
-        for cls in spec.classes:
-            names.setdefault(cls, set())
-        for c in spec.clips:
-            names[c.cls].add(c.name)
-    return {cls: sorted(v) for cls, v in sorted(names.items())}

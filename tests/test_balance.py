@@ -137,8 +137,8 @@ def test_write_manifests_roundtrip_and_byte_identical(tmp_path: Path) -> None:
 
 
 def test_write_manifests_rejects_unknown_subset(tmp_path: Path) -> None:
-    with pytest.raises(BalanceError, match="allowed: train, test, unused"):
-        write_manifests(tmp_path, "val", KEYS, CLASSES)
+    with pytest.raises(BalanceError, match="allowed: train, val, test, unused"):
+        write_manifests(tmp_path, "holdout", KEYS, CLASSES)
 
 
 @pytest.mark.parametrize(

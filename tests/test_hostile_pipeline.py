@@ -165,7 +165,7 @@ def test_bad_class_name_is_an_error_naming_the_split_file(
 
 
 def test_split_files_read_like_the_official_ones(tmp_path):
-    from lsvit.pipeline.splits import load_split
+    from lsvit.pipeline.hmdb51 import load_split
 
     d = tmp_path / "splits"
     d.mkdir()

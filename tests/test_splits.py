@@ -2,15 +2,10 @@ from pathlib import Path
 
 import pytest
 
+from lsvit.pipeline.eda import split_files_report
 from lsvit.pipeline.errors import LsvitError
-from lsvit.pipeline.splits import (
-    ClipEntry,
-    SplitError,
-    find_splits_dir,
-    load_all_clips,
-    load_split,
-    unsafe_reason,
-)
+from lsvit.pipeline.hmdb51 import find_splits_dir, load_split
+from lsvit.pipeline.splits import ClipEntry, SplitError, unsafe_reason
 
 REAL = Path(__file__).resolve().parents[2] / "shared" / "data" / "hmdb51_splits"
 needs_real = pytest.mark.skipif(not REAL.is_dir(), reason=f"real split files not at {REAL}")
@@ -60,10 +55,9 @@ def test_real_labels_come_from_file_not_name() -> None:
 
 @needs_real
 def test_real_all_clips() -> None:
-    allc = load_all_clips(REAL)
-    assert len(allc) == 51
-    assert sum(len(v) for v in allc.values()) == 6766
-    assert len(allc["walk"]) == 548
+    counts = split_files_report(REAL)["counts"]["all"]
+    assert counts["num_classes"] == 51 and counts["total"] == 6766
+    assert counts["counts"]["walk"] == 548
 
 
 def test_tiny_parse(tiny: Path) -> None:
@@ -81,7 +75,7 @@ def test_tiny_parse(tiny: Path) -> None:
         "test": {"jump": 1, "run": 1},
         "unused": {"jump": 0, "run": 1},
     }
-    assert load_all_clips(tiny)["jump"] == ["x_jump.avi", "y1.avi", "y2.avi", "y3.avi"]
+    assert split_files_report(tiny)["counts"]["all"]["counts"] == {"jump": 4, "run": 3}  # distinct clips
 
 
 def test_find_splits_dir(tiny: Path, tmp_path: Path) -> None:
