@@ -14,6 +14,7 @@ import numpy as np
 from scipy.stats import ks_2samp
 from tqdm import tqdm
 
+from lsvit.pipeline.archives import materialise
 from lsvit.pipeline.atomic import make_dirs, write_failed, write_json_atomic
 from lsvit.pipeline.datasets import DEFAULT, get_dataset
 from lsvit.pipeline.errors import LsvitError
@@ -218,7 +219,7 @@ def split_files_report(splits_dir: Path, dataset: str = DEFAULT) -> dict:
         the readers' ``notes``.
     """
     fmt = get_dataset(dataset)
-    source = fmt.locate(None, splits_dir)
+    source = fmt.locate(None, materialise(splits_dir, "--splits-dir"))  # an archive is unpacked beside itself
     specs = [fmt.load_split(source, n) for n in fmt.splits]
     classes = specs[0].classes  # label order: the same for every split of a dataset
     names: dict[str, set[str]] = {c: set() for c in classes}

@@ -13,13 +13,14 @@ import os
 import re
 import stat
 import sys
-from dataclasses import asdict, dataclass
+from dataclasses import asdict, dataclass, replace
 from pathlib import Path
 
 from tqdm import tqdm
 
 from lsvit import __version__
 from lsvit.pipeline import shards as sh
+from lsvit.pipeline.archives import materialise_sources
 from lsvit.pipeline.atomic import make_dirs
 from lsvit.pipeline.datasets import DEFAULT, get_dataset
 from lsvit.pipeline.decode import DecodeError, decode_clip, resolve_device
@@ -201,6 +202,8 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
             another run writing the same shards, a file that cannot be written (e.g. a full disk).
     """
     fmt = get_dataset(cfg.dataset)
+    data_root, splits_dir, archives = materialise_sources(cfg.data_root, cfg.splits_dir, progress)
+    cfg = replace(cfg, data_root=data_root, splits_dir=splits_dir)  # archives unpacked beside themselves
     if not cfg.data_root.is_dir():
         state = "is not a folder" if cfg.data_root.exists() else "does not exist"
         synth = " (or make a synthetic one with `lsvit-pipeline synth`)" if fmt.name == "hmdb51" else ""
@@ -216,7 +219,7 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
     make_dirs(cfg.split_dir / RECORDS_DIRNAME, "--out")
     what = "extract" if cfg.part[1] == 1 else f"extract --part {cfg.part[0]}/{cfg.part[1]}"
     with hold(cfg.split_dir, lock_name(cfg.part), what):  # parts have their own locks: they may run at once
-        return _extract(cfg, spec.classes, subsets, splits_dir, device, jobs, progress)
+        return _extract(cfg, spec.classes, subsets, splits_dir, device, jobs, progress, archives)
 
 
 def _extract(
@@ -227,6 +230,7 @@ def _extract(
     device: str,
     jobs: list[sh.ShardJob],
     progress: bool,
+    archives: dict[str, str],
 ) -> dict:
     split_dir = cfg.split_dir
     for name in sh.remove_stale(split_dir, [j.name for j in jobs], cfg.part):
@@ -266,6 +270,7 @@ def _extract(
     finally:
         bar.close()
     config = cfg.to_json() | {"splits_dir": str(splits_dir), "device": device, "workers": workers}
+    config["archives"] = archives  # what --data-root / --splits-dir named, when they were unpacked
     index = write_index(
         split_dir,
         dataset=cfg.dataset,

@@ -45,7 +45,7 @@ def find_splits_dir(data_root: Path | None, splits_dir: Path | None = None) -> P
     if not found:
         raise SplitError(
             f"no split files (*_test_split1.txt) under {data_root}; pass --splits-dir <folder of "
-            f"the official {DEFAULT_SPLITS_DIRNAME} files>"
+            f"the official {DEFAULT_SPLITS_DIRNAME} files, or test_train_splits.rar>"
         )
     return found[0]
 

@@ -39,7 +39,8 @@ DataRoot = Annotated[
     Path | None,
     opt(
         "--data-root",
-        "Dataset tree <data-root>/<class>/<clip> (default: data/hmdb51, or data/ucf101 with --dataset ucf101).",
+        "Dataset tree <data-root>/<class>/<clip>, or its archive (hmdb51_org.rar; unpacked beside it once) "
+        "(default: data/hmdb51, or data/ucf101 with --dataset ucf101).",
         envvar="DATA_ROOT",
     ),
 ]
@@ -47,8 +48,8 @@ SplitsDir = Annotated[
     Path | None,
     opt(
         "--splits-dir",
-        "HMDB51's testTrainMulti_7030_splits, UCF101's ucfTrainTestlist, or a folder dataset's CSV "
-        "(default: found from --data-root).",
+        "HMDB51's testTrainMulti_7030_splits, UCF101's ucfTrainTestlist (or their archives), or a folder "
+        "dataset's CSV (default: found from --data-root).",
         envvar="SPLITS_DIR",
     ),
 ]
