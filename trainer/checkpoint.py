@@ -12,6 +12,7 @@ import torch
 
 from lsvit.pipeline.errors import LsvitError
 from lsvit.trainer.config import TrainConfig
+from lsvit.trainer.families import build_video_model, family
 from lsvit.trainer.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 FORMAT_VERSION = 2  # 2: the preprocessing contract ("preprocess"), validation-based selection
@@ -100,7 +101,12 @@ def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dic
 
 
 def build_model(
-    cfg: TrainConfig, num_classes: int, pretrained: bool = True, log: Callable[[str], None] | None = None
+    cfg: TrainConfig,
+    num_classes: int,
+    pretrained: bool = True,
+    log: Callable[[str], None] | None = None,
+    classes: list[str] | None = None,
+    model_config: str | None = None,
 ) -> torch.nn.Module:
     """Creates the config's model: the one place models are built (training, resume, predict, eval).
 
@@ -115,6 +121,9 @@ def build_model(
         num_classes: Classes in the shards.
         pretrained: Load ``cfg.init`` (False when the weights come from an lsvit checkpoint anyway).
         log: Where to print the init report and warnings (None: silent, e.g. on DDP ranks other than 0).
+        classes: The class names (a Hugging Face head that already names them is kept).
+        model_config: A ``tv:``/``hf:`` model's own config kept in a checkpoint (``model_config``), to
+            rebuild an ``hf:`` model without its folder (``lsvit.trainer.families``).
 
     Returns:
         The model on CPU.
@@ -122,6 +131,11 @@ def build_model(
     Raises:
         LsvitError: ``model_kwargs`` the model does not accept, or ``--init`` weights that do not fit.
     """
+    say = log or (lambda _: None)
+    if family(cfg.model) != "timm":  # tv:/hf: models bring their own defaults and weights
+        model, default = build_video_model(cfg, num_classes, pretrained, say, classes, model_config)
+        model.pretrained_cfg = _normalisation(cfg, None, default, say)
+        return model
     kwargs: dict[str, Any] = dict(
         num_classes=num_classes,
         img_size=cfg.img_size,
@@ -135,7 +149,6 @@ def build_model(
         raise
     except TypeError as e:  # an unknown model_kwargs key
         raise LsvitError(f"cannot build {cfg.model} with model_kwargs={cfg.model_kwargs}: {e}") from e
-    say = log or (lambda _: None)
     hint = None
     if pretrained and cfg.init is not None:
         from lsvit.trainer.transfer import load_init
@@ -190,7 +203,7 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> torch.nn.Module:
         cfg = TrainConfig(**ckpt["config"])
     except TypeError as e:
         raise CheckpointError(f"checkpoint config does not fit this version of lsvit: {e}") from e
-    model = build_model(cfg, len(ckpt["classes"]), pretrained=False)
+    model = build_model(cfg, len(ckpt["classes"]), pretrained=False, model_config=ckpt.get("model_config"))
     load_weights(model, ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"])
     return model.eval()
 
@@ -209,3 +222,9 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None
             f"checkpoint weights do not fit {type(model).__name__} (missing: {', '.join(missing[:5]) or '-'}; "
             f"unexpected: {', '.join(unexpected[:5]) or '-'}); it was written by another version of the model"
         )
+
+
+def model_config(model: torch.nn.Module) -> str | None:
+    """What a checkpoint keeps to rebuild the model beyond its options: an ``hf:`` model's config JSON."""
+    config_json = getattr(model, "config_json", None)
+    return config_json() if callable(config_json) else None

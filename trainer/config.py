@@ -47,8 +47,8 @@ class TrainConfig:
 
     shards: str = "shards"
     split: int | None = None  # None: the only split under `shards`
-    model: str = "lsvit_tiny_patch16_224"
-    model_kwargs: dict[str, Any] = field(default_factory=dict)  # extra timm.create_model kwargs (depth, ...)
+    model: str = "lsvit_tiny_patch16_224"  # a timm name, tv:<torchvision video model> or hf:<folder>
+    model_kwargs: dict[str, Any] = field(default_factory=dict)  # extra builder kwargs (depth, ...)
     init: str | None = None  # weights file, HF-layout folder, or timm pretrained name (trainer.pretrained)
     init_partial: bool = False  # train even when --init leaves trunk tensors random (lists them)
     mean: list[float] | None = None  # input normalisation; None: what --init says, else ImageNet's
@@ -63,8 +63,8 @@ class TrainConfig:
     label_smoothing: float = 0.1
     drop_path: float = 0.1
     clip_grad: float | None = 1.0  # max gradient norm; None disables clipping
-    img_size: int = 224
-    num_frames: int = 16
+    img_size: int | None = None  # None: the model family's default (trainer.families.default_input)
+    num_frames: int | None = None
     balance: str = "hybrid"
     amp: str = "auto"
     device: str = "auto"
@@ -97,9 +97,14 @@ class TrainConfig:
         _choice("balance", self.balance, BALANCE)
         _choice("amp", self.amp, AMP)
         _choice("device", self.device, DEVICES)
-        models = available_models()
-        if self.model not in models:
-            raise ConfigError(f"model={self.model!r} is not registered; allowed: {', '.join(models)}")
+        from lsvit.trainer.families import check_name, default_input
+
+        if problem := check_name(str(self.model), available_models):
+            raise ConfigError(f"model={self.model!r} is not a model lsvit builds; {problem}")
+        if self.num_frames is None or self.img_size is None:
+            frames, size = default_input(self.model)  # an hf: folder's own config says
+            self.num_frames = frames if self.num_frames is None else self.num_frames
+            self.img_size = size if self.img_size is None else self.img_size
         if not isinstance(self.model_kwargs, dict):
             raise ConfigError(f"model_kwargs={self.model_kwargs!r} must be a mapping such as {{depth: 4}}")
         if reserved := sorted(set(self.model_kwargs) & set(_RESERVED_KWARGS)):

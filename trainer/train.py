@@ -82,6 +82,7 @@ class _Run:
         split_dir = resolve_split_dir(cfg.shards, cfg.split)  # a folder or a URL prefix
         index = read_index(split_dir, cfg.split)
         self.classes, self.source_frames = index.classes, index.frames
+        self.validates = cfg.val_fraction > 0 or "val" in index.subsets  # a hold-out, or the dataset's val
         if say is not None:
             for line in protocol_notes(cfg, index):
                 say(line)
@@ -102,7 +103,15 @@ class _Run:
         path = cfg.resume_path
         ckpt = ck.load_checkpoint(path) if path is not None else None
         changes = resume_changes(ckpt, cfg, self.classes, path) if ckpt is not None else []
-        model = ck.build_model(cfg, len(self.classes), pretrained=ckpt is None, log=say)
+        model = ck.build_model(
+            cfg,
+            len(self.classes),
+            pretrained=ckpt is None,
+            log=say,
+            classes=self.classes,
+            model_config=ckpt.get("model_config") if ckpt is not None else None,
+        )
+        self.model_config = ck.model_config(model)
         cfg.mean, cfg.std = list(model.pretrained_cfg["mean"]), list(model.pretrained_cfg["std"])
         self.pre = Preprocess(
             tuple(cfg.mean), tuple(cfg.std), cfg.img_size, cfg.num_frames, self.source_frames
@@ -160,7 +169,7 @@ class _Run:
         while self.epoch < cfg.epochs and (stop_after is None or done < stop_after):
             t0 = time.perf_counter()
             train_loss, clips_per_s = self.stepper.train_epoch(*self.loader("train"), self.epoch, self._fail)
-            val = self.evaluate("val") if cfg.val_fraction > 0 else None
+            val = self.evaluate("val") if self.validates else None
             test = self.last_test = self.evaluate("test")
             self.epoch += 1
             done += 1
@@ -237,5 +246,6 @@ class _Run:
             "classes": self.classes,
             "source_frames": self.source_frames,
             "preprocess": self.pre.to_dict(),  # read back only through Preprocess.from_checkpoint
+            "model_config": self.model_config,  # an hf: model's config, to rebuild it without its folder
             "metrics": row,
         }

@@ -42,11 +42,22 @@ def train_command(
         int | None, _o("--workers", "Loader processes per rank (default: cores).", DATA, min=0)
     ] = None,
     model: Annotated[
-        str, _o("--model", "A registered lsvit_* model, or a vit_frameavg_* baseline.", MODEL)
+        str,
+        _o(
+            "--model",
+            "An lsvit_* model or vit_frameavg_* baseline, tv:<torchvision video model> (r2plus1d_18, r3d_18, "
+            "mc3_18, s3d, mvit_v2_s, swin3d_t) or hf:<folder saved with save_pretrained>.",
+            MODEL,
+        ),
     ] = D.model,
     model_kwargs: Annotated[
         str | None,
-        _o("--model-kwargs", "JSON of extra timm.create_model kwargs, e.g. '{\"depth\": 4}'.", MODEL),
+        _o(
+            "--model-kwargs",
+            "JSON of extra model kwargs (timm.create_model, torchvision's builder, or hf: config fields), "
+            "e.g. '{\"depth\": 4}'.",
+            MODEL,
+        ),
     ] = None,
     init: Annotated[
         str | None,
@@ -66,10 +77,14 @@ def train_command(
     std: Annotated[
         str | None, _o("--std", "Input normalisation std, 'r,g,b' (default: from --init).", MODEL)
     ] = None,
-    img_size: Annotated[int, _o("--img-size", "Crop size fed to the model.", MODEL, min=8)] = D.img_size,
+    img_size: Annotated[
+        int | None,
+        _o("--img-size", "Crop size fed to the model (default: the model's, e.g. 224).", MODEL, min=8),
+    ] = None,
     num_frames: Annotated[
-        int, _o("--num-frames", "Frames per clip fed to the model.", MODEL, min=1)
-    ] = D.num_frames,
+        int | None,
+        _o("--num-frames", "Frames per clip fed to the model (default: the model's).", MODEL, min=1),
+    ] = None,
     drop_path: Annotated[
         float, _o("--drop-path", "Stochastic depth rate of the last block.", MODEL)
     ] = D.drop_path,
