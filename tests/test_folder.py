@@ -210,3 +210,32 @@ def test_cli_errors_are_one_line(tree: Path, tmp_path: Path, monkeypatch, capsys
         monkeypatch, capsys, "extract", *[a.format(tree=tree) for a in args], "--out", str(tmp_path)
     )
     assert code == 2 and err.strip().startswith(message) and "\n" not in err.strip()
+
+
+@pytest.mark.slow
+def test_training_selects_on_the_csv_val_subset(tree: Path, tmp_path: Path, capsys) -> None:
+    import torch
+
+    import lsvit.trainer.train as tt
+    from lsvit.trainer.config import TrainConfig
+    from lsvit.trainer.eval_checkpoint import evaluate_checkpoint
+
+    rows = [f"dribble/d{i}.mp4,dribble,{s}" for i, s in enumerate(["train", "train", "val", "test"])]
+    rows += [f"juggle/j{i}.avi,juggle,{s}" for i, s in enumerate(["train", "val", "test"])]
+    rows += ["Wave Hello/w0.mkv,Wave Hello,train", "Wave Hello/w1.mkv,Wave Hello,test"]
+    csv = _csv(tmp_path / "mine.csv", rows)
+    cfg = ex.ExtractConfig(dataset="folder", data_root=tree, splits_dir=csv, out=tmp_path / "s", device="cpu")
+    ex.run_extract(cfg, progress=False)
+    torch.manual_seed(0)
+    shape = dict(patch_size=8, embed_dim=32, depth=1, num_heads=2)
+    run = TrainConfig(shards=str(tmp_path / "s"), out=str(tmp_path / "run"), model_kwargs=shape, img_size=16,
+                      num_frames=4, epochs=1, batch_size=2, workers=0, device="cpu")  # fmt: skip
+    tt.train(run)
+    assert "validation: the dataset's own val subset (2 clips); --val-fraction does not apply" in " ".join(
+        capsys.readouterr().err.split()
+    )
+    row = json.loads((tmp_path / "run" / "metrics.jsonl").read_text().splitlines()[0])
+    assert row["val_clips"] == 2 and row["test_clips"] == 3
+    assert json.loads((tmp_path / "run" / "results.json").read_text())["selected_by"] == "val_top1"
+    val = evaluate_checkpoint(tmp_path / "run" / "best.pt", tmp_path / "s", "val", device="cpu", workers=0)
+    assert val["metrics"]["top1"] == pytest.approx(row["val_top1"])

@@ -62,15 +62,15 @@ def evaluate_checkpoint(
     ckpt = load_checkpoint(checkpoint)
     pre, cfg = Preprocess.from_checkpoint(ckpt), ckpt["config"]
     val_fraction = float(cfg.get("val_fraction") or 0.0)
-    if subset == "val" and val_fraction == 0:
-        raise LsvitError(
-            f"{checkpoint} was trained without a validation hold-out (--val-fraction 0); use --subset test"
-        )
     ctx = setup(device)
     console = Console(stderr=True)
     try:
         split_dir = resolve_split_dir(shards, split)
         index = read_index(split_dir, split)
+        if subset == "val" and val_fraction == 0 and "val" not in index.subsets:
+            raise LsvitError(
+                f"{checkpoint} was trained without a validation hold-out (--val-fraction 0); use --subset test"
+            )
         if index.classes != list(ckpt["classes"]):
             raise LsvitError(
                 f"{split_dir} holds other classes than {checkpoint} was trained on; pass its shards"

@@ -149,7 +149,8 @@ def load_shardset(
 
     Args:
         index: The split's checked index.
-        subset: Subset whose shards to read, or ``val`` (the hold-out of ``train``).
+        subset: Subset whose shards to read, or ``val``: the dataset's own ``val`` shards when it has them,
+            else the hold-out of ``train``.
         train: Whether the manifest applies (evaluation never balances).
         balance: ``none`` or a manifest strategy.
         val_fraction: Share of the ``train`` clips held out for ``val`` (0: none; ``val`` is then empty).
@@ -161,8 +162,11 @@ def load_shardset(
         ShardIndexError: unknown subset, missing shards, manifest missing or not matching the shards.
         ShardSetError: ``val`` asked for with no hold-out.
     """
-    holdout = subset == "val" or (subset == "train" and val_fraction > 0)
-    shards = index.shard_urls("train" if subset == "val" else subset)
+    own_val = (
+        "val" in index.subsets
+    )  # the dataset's own validation clips (a folder dataset's CSV): no hold-out
+    holdout = not own_val and (subset == "val" or (subset == "train" and val_fraction > 0))
+    shards = index.shard_urls("train" if subset == "val" and not own_val else subset)
     total = sum(n for _, n in shards)
     if not holdout:
         if not train or balance == "none":

@@ -27,7 +27,13 @@ from lsvit.trainer.shardset import subset_keys
 def protocol_notes(cfg: TrainConfig, index: ShardIndex) -> list[str]:
     """Lines to print before training: the hold-out, and options that would silently do less than asked."""
     notes, stored = [], index.frames
-    if cfg.val_fraction > 0:
+    if "val" in index.subsets:
+        n = sum(index.counts.get("val", {}).values())
+        notes.append(
+            f"validation: the dataset's own val subset ({n} clips); --val-fraction does not apply; best.pt and "
+            "--patience follow it, test never selects"
+        )
+    elif cfg.val_fraction > 0:
         key_class, _ = subset_keys(index, "train", cfg.balance if cfg.balance != "none" else "hybrid")
         val = holdout_keys(key_class, cfg.val_fraction)
         groups = sum(len(g) for g in group_keys({k: key_class[k] for k in val}).values())
@@ -75,9 +81,9 @@ def finish(run: Any) -> dict[str, Any]:
     Returns:
         The summary that ``train`` returns.
     """
-    cfg, ctx, views = run.cfg, run.ctx, run.cfg.test_views
+    ctx, views = run.ctx, run.cfg.test_views
     barrier(ctx)  # rank 0 wrote best.pt
-    last_epoch, selected = run.epoch, "best" if cfg.val_fraction > 0 else "last"
+    last_epoch, selected = run.epoch, "best" if run.validates else "last"
     if views == "1x1" and run.last_test is not None:
         last = run.last_test
     else:
