@@ -43,6 +43,7 @@ bench:
     python bench/loader.py
     python bench/model.py
     python bench/export.py
+    python bench/model_zoo.py
 
 # Training frame sampling (uniform, random, stride) side by side on the demo config; needs the demo's shards.
 bench-sampling *args:
