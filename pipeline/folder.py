@@ -5,7 +5,8 @@
   and must lie in its class folder, ``<label>/<clip>``; ``subset`` is ``train``, ``val`` or ``test``.
 - Without one: every class folder under the data root (sorted, hidden folders skipped) and the video files
   in it, split per class by :func:`stratified_split`: about 30 % of each class's clips to test (HMDB51's
-  70/30), chosen by a hash of the names, so the split never changes between runs or machines.
+  70/30), whole source videos at a time (``lsvit.pipeline.groups``: ``clip_3.mp4`` and ``clip_4.mp4`` are
+  one video's), chosen by a hash of the names, so the split never changes between runs or machines.
 
 Classes are sorted by name (as torchvision's ``ImageFolder`` does); labels index that list. There is one
 split, number 1. Names are checked like HMDB51's (``lsvit.pipeline.splits.unsafe_reason``): an unsafe class
@@ -19,6 +20,7 @@ import os
 from collections.abc import Callable, Mapping
 from pathlib import Path
 
+from lsvit.pipeline.groups import source_group
 from lsvit.pipeline.splits import ClipEntry, SplitError, SplitSpec, shown, unsafe_reason
 
 CSV_NAME = "splits.csv"
@@ -189,7 +191,7 @@ def scan_tree(root: Path) -> SplitSpec:
         notes.append(
             f"skipped {len(empty)} folder(s) without video files: {', '.join(map(shown, empty[:8]))}"
         )
-    subset_of = stratified_split(names, TEST_FRACTION)
+    subset_of = stratified_split(names, TEST_FRACTION, source_group)  # a source video's clips stay together
     alone = [c for c, v in names.items() if all(subset_of[c][n] == "train" for n in v)]
     if alone:
         notes.append(

@@ -75,6 +75,17 @@ def test_scan_tree(tree: Path) -> None:
     assert "'empty'" in notes and "'testTrainMulti_7030_splits'" in notes
 
 
+def test_the_tree_split_keeps_source_videos_together(tmp_path: Path) -> None:
+    (tmp_path / "a").mkdir()
+    names = [f"{video}_{i}.mp4" for video, n in (("x", 3), ("y", 2), ("z", 2), ("w", 3)) for i in range(n)]
+    for name in names:
+        (tmp_path / "a" / name).write_bytes(b"x")
+    subset = {c.name: c.subset for c in scan_tree(tmp_path).clips}
+    for video in "xyzw":
+        assert len({s for n, s in subset.items() if n.startswith(video)}) == 1, video
+    assert 2 <= sum(s == "test" for s in subset.values()) <= 4  # about 30 % of 10 clips
+
+
 def test_unsafe_names_in_the_tree(tmp_path: Path) -> None:
     (tmp_path / "ok").mkdir()
     (tmp_path / "ok" / "a\x01b.mp4").write_bytes(b"x")
