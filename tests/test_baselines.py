@@ -106,7 +106,7 @@ def test_hf_head_is_replaced_and_the_checkpoint_needs_no_folder(hf_dirs, tmp_pat
     classes = ["x", "y", "z", "w", "v"]
     lines: list[str] = []
     model = ck.build_model(cfg, len(classes), log=lines.append, classes=classes).eval()
-    assert any("a new 5-class head (the saved one has 3 classes)" in line for line in lines)
+    assert any("new classifier for 5 classes (the folder's head: 3 classes)" in line for line in lines)
     assert model.net.classifier.out_features == 5 and model.net.config.id2label[4] == "v"
     cfg.mean, cfg.std = list(model.pretrained_cfg["mean"]), list(model.pretrained_cfg["std"])
     state = {"model": model.state_dict(), "config": cfg.to_dict(), "classes": classes, "epoch": 1}
@@ -116,6 +116,24 @@ def test_hf_head_is_replaced_and_the_checkpoint_needs_no_folder(hf_dirs, tmp_pat
     x = torch.randn(2, 4, 3, 32, 32)
     with torch.no_grad():
         assert torch.equal(rebuilt(x), model(x))
+
+
+def test_hf_self_supervised_videomae_gets_a_new_head_and_drops_its_decoder(hf_dirs, tmp_path) -> None:
+    """VideoMAE is fine-tuned from its pre-training checkpoint: encoder loaded, fc_norm + classifier new."""
+    config = transformers.VideoMAEConfig(tubelet_size=2, decoder_hidden_size=32, decoder_num_hidden_layers=1,
+                                         decoder_num_attention_heads=2, decoder_intermediate_size=64, **TINY_HF)  # fmt: skip
+    torch.manual_seed(0)
+    pretrain = transformers.VideoMAEForPreTraining(config)
+    pretrain.save_pretrained(tmp_path / "ssl")
+    shutil.copy(hf_dirs["videomae"] / "preprocessor_config.json", tmp_path / "ssl")
+    lines: list[str] = []
+    model = ck.build_model(TrainConfig(model=f"hf:{tmp_path / 'ssl'}", drop_path=0.0), 5, log=lines.append)
+    assert (
+        "new classifier, fc_norm for 5 classes" in lines[0]
+        and "not used: decoder, encoder_to_decoder" in lines[0]
+    )
+    own, src = model.net.state_dict(), pretrain.state_dict()
+    assert all(torch.equal(own[k], v) for k, v in src.items() if k.startswith("videomae."))
 
 
 def test_hf_errors_are_one_line(hf_dirs, tmp_path) -> None:

@@ -20,6 +20,11 @@ from torch import nn
 from lsvit.pipeline.errors import LsvitError
 
 PREFIX = "hf:"
+PROCESSOR_FILES = ("preprocessor_config.json", "video_preprocessor_config.json")
+HEAD = (
+    "classifier.",
+    "fc_norm.",
+)  # modules after the trunk: new when the folder has none (self-supervised weights)
 _IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
@@ -90,6 +95,18 @@ def normalisation(proc: Any) -> tuple[tuple[float, ...], tuple[float, ...]]:
     return tuple((off + mi) / (255 * r) for mi in m), tuple(si / (255 * r) for si in s)
 
 
+def _processor(tr: Any, path: Path, name: str) -> Any:
+    """The folder's image processor, or its video processor (newer models save one instead)."""
+    for auto in ("AutoImageProcessor", "AutoVideoProcessor"):
+        try:
+            return getattr(tr, auto).from_pretrained(path, local_files_only=True)
+        except (OSError, ValueError, KeyError, AttributeError):
+            continue
+    raise HfModelError(
+        f"--model hf:{path}: cannot read its {name}; re-save the processor with save_pretrained"
+    )
+
+
 def read_spec(path: Path) -> HfSpec:
     """Frames, size and normalisation of a saved model, from its config and image processor.
 
@@ -113,14 +130,15 @@ def read_spec(path: Path) -> HfSpec:
         raise HfModelError(
             f"--model hf:{path}: its config ({config.model_type}) names no frame count or image size"
         )
-    if (path / "preprocessor_config.json").is_file():
-        proc = tr.AutoImageProcessor.from_pretrained(path, local_files_only=True)
+    found = [n for n in PROCESSOR_FILES if (path / n).is_file()]
+    if found:
+        proc = _processor(tr, path, found[0])
         mean, std = normalisation(proc)
         crop = _side(_first(proc, "crop_size")) or int(size)
         resize = _side(_first(proc, "size")) or crop
         if crop != size:
             raise HfModelError(f"--model hf:{path}: its processor crops {crop}px, its config says {size}px")
-        return HfSpec(int(frames), int(size), mean, std, int(resize), f"{path}/preprocessor_config.json")
+        return HfSpec(int(frames), int(size), mean, std, int(resize), f"{path}/{found[0]}")
     return HfSpec(int(frames), int(size), _IMAGENET_MEAN, _IMAGENET_STD, int(size), "")
 
 
@@ -187,19 +205,22 @@ def load_pretrained(
             f"--model hf:{path}: cannot load a video classifier ({str(e).splitlines()[0]})"
         ) from e
     head = _head(net)
-    missing = sorted(k for k in info["missing_keys"] if not k.startswith("classifier."))
-    if missing or info["unexpected_keys"]:
+    missing = sorted(k for k in info["missing_keys"] if not k.startswith(HEAD))
+    if missing:
         raise HfModelError(
-            f"--model hf:{path}: its weights do not fit {type(net).__name__} (missing: {', '.join(missing[:3]) or '-'};"
-            f" unexpected: {', '.join(sorted(info['unexpected_keys'])[:3]) or '-'})"
+            f"--model hf:{path}: its weights lack {len(missing)} tensor(s) of {type(net).__name__} "
+            f"({', '.join(missing[:3])}); pass a folder saved from this architecture"
         )
     if saved == classes and not info["missing_keys"]:
         kept = "its head (it names our classes)"
     else:
         if not info["mismatched_keys"] and not info["missing_keys"]:
             head.reset_parameters()  # as many classes, other names: not our head
-        kept = f"a new {len(classes)}-class head (the saved one has {len(saved)} classes)"
-    return HfVideo(net), f"hf:{path}: {type(net).__name__} loaded, {kept}"
+        new = sorted({k.split(".")[0] for k in info["missing_keys"]} | {"classifier"})
+        kept = f"new {', '.join(new)} for {len(classes)} classes (the folder's head: {len(saved)} classes)"
+    unused = sorted({k.split(".")[0] for k in info["unexpected_keys"]})  # e.g. a pre-training decoder
+    dropped = f"; not used: {', '.join(unused)} ({len(info['unexpected_keys'])} tensors)" if unused else ""
+    return HfVideo(net), f"hf:{path}: {type(net).__name__} loaded, {kept}{dropped}"
 
 
 def from_config(config_json: str) -> HfVideo:
