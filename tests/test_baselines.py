@@ -259,3 +259,23 @@ def test_one_epoch_then_checkpoint_predict_eval_export(family, hf_dirs, tiny_sha
     report = export_checkpoint(best, tmp_path / "m.onnx")  # raises unless onnxruntime matches eager PyTorch
     assert all(p.ok for p in report.parity) and len(report.parity) == 2
     assert json.loads((tmp_path / "m.onnx.json").read_text())["metadata"]["model"] == kw["model"]
+
+
+def test_layer_decay_groups_the_stem_stages_and_head(hf_dirs) -> None:
+    from lsvit.trainer.optim import build_optimizer
+
+    for model, kw, stages in (
+        ("tv:mc3_18", dict(num_frames=4, img_size=32), 4),
+        (f"hf:{hf_dirs['videomae']}", {}, 2),
+    ):
+        cfg = TrainConfig(model=model, layer_decay=0.5, **kw)
+        net = ck.build_model(cfg, 5)
+        scales = {n: g["lr_scale"] for g in build_optimizer(net, cfg).param_groups for n in g["params"]}
+        by_name = {name: scales[p] for name, p in net.named_parameters()}
+        head = "net.fc.weight" if model.startswith("tv:") else "net.classifier.weight"
+        stem = (
+            "net.stem.0.weight"
+            if model.startswith("tv:")
+            else "net.videomae.embeddings.patch_embeddings.projection.weight"
+        )
+        assert by_name[head] == 1.0 and by_name[stem] == pytest.approx(0.5 ** (stages + 1))

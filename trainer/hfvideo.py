@@ -157,6 +157,13 @@ class HfVideo(nn.Module):
         """``(B, T, 3, H, W)`` normalised clips -> ``(B, num_classes)`` logits."""
         return self.net(pixel_values=x).logits
 
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """timm's layer grouping (``--layer-decay``): embeddings, each encoder layer, then the final norm."""
+        return {
+            "stem": r"^net\.\w+\.embeddings",
+            "blocks": [(r"^net\.\w+\.encoder\.layer\.(\d+)", None), (r"^net\.\w+\.layernorm", (99999,))],
+        }
+
     def config_json(self) -> str:
         """The model's config as JSON, which checkpoints keep to rebuild it without the folder."""
         return self.net.config.to_json_string(use_diff=False)

@@ -112,6 +112,13 @@ class TorchvisionVideo(nn.Module):
         """``(B, T, 3, H, W)`` -> ``(B, num_classes)``."""
         return self.net(x.transpose(1, 2))  # (B, 3, T, H, W): torchvision's layout
 
+    def group_matcher(self, coarse: bool = False) -> dict:
+        """timm's layer grouping (``--layer-decay``): the stem, then each stage or block, then the head."""
+        return {
+            "stem": r"^net\.(?:stem|conv_proj|pos_encoding|patch_embed)",
+            "blocks": [(r"^net\.(?:layer|features\.|blocks\.)(\d+)", None), (r"^net\.norm", (99999,))],
+        }
+
 
 def _set_drop_path(net: nn.Module, rate: float) -> bool:
     """Scales torchvision's per-block stochastic depth so that the last block's is ``rate``.
