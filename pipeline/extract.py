@@ -61,7 +61,7 @@ class ExtractConfig:
     def __post_init__(self) -> None:
         fmt = get_dataset(self.dataset)
         if self.data_root is None and fmt.default_root is None:
-            raise ExtractError(f"--dataset {self.dataset} needs --data-root <{fmt.layout}>")
+            raise ExtractError(f"--dataset {self.dataset} needs --data-root (the tree: {fmt.layout})")
         self.data_root = Path(self.data_root if self.data_root is not None else fmt.default_root)
         self.out = Path(self.out)
         self.splits_dir = None if self.splits_dir is None else Path(self.splits_dir)
@@ -207,7 +207,9 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
     if not cfg.data_root.is_dir():
         state = "is not a folder" if cfg.data_root.exists() else "does not exist"
         synth = " (or make a synthetic one with `lsvit-pipeline synth`)" if fmt.name == "hmdb51" else ""
-        raise ExtractError(f"data root {cfg.data_root} {state}; pass --data-root <{fmt.layout}>{synth}")
+        raise ExtractError(
+            f"data root {cfg.data_root} {state}; pass --data-root (the tree: {fmt.layout}){synth}"
+        )
     splits_dir = fmt.locate(cfg.data_root, cfg.splits_dir)
     spec = fmt.load_split(splits_dir, cfg.split)
     for note in spec.notes:

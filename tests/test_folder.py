@@ -209,7 +209,10 @@ def test_eda_of_the_split_definition(tree: Path, tmp_path: Path) -> None:
 @pytest.mark.parametrize(
     ("args", "message"),
     [
-        (["--dataset", "folder"], "error: --dataset folder needs --data-root <<data-root>/<class>/<clip>"),
+        (
+            ["--dataset", "folder"],
+            "error: --dataset folder needs --data-root (the tree: <data-root>/<class>/<clip>",
+        ),
         (
             ["--dataset", "folder", "--data-root", "{tree}", "--split", "2"],
             "error: split 2 is not a split of a folder",
