@@ -7,7 +7,14 @@ import typer
 
 from lsvit.pipeline import options as o
 
-app = typer.Typer(no_args_is_help=True, add_completion=False, help=__doc__)
+app = o.app(
+    "HMDB51-style clips -> WebDataset shards: synth, extract, merge, verify and eda.", no_args_is_help=True
+)
+
+
+@app.callback()
+def _options(version: o.Version = None) -> None:
+    pass  # --version is handled (eagerly) by its own callback
 
 
 # Each stage module owns its work; the commands only parse options and report.
@@ -140,7 +147,7 @@ def verify(
 @app.command()
 def eda(
     ctx: typer.Context,
-    shards: o.Shards = Path("shards"),
+    shards: o.Shards = "shards",
     splits_dir: Annotated[
         Path | None,
         o.opt(

@@ -12,12 +12,12 @@ from pathlib import Path
 
 import numpy as np
 from scipy.stats import ks_2samp
-from tqdm import tqdm
 
 from lsvit.pipeline.archives import materialise
 from lsvit.pipeline.atomic import make_dirs, write_failed, write_json_atomic
 from lsvit.pipeline.datasets import DEFAULT, get_dataset
 from lsvit.pipeline.errors import LsvitError
+from lsvit.pipeline.progress import progress_bar
 from lsvit.pipeline.shardindex import ShardIndex, is_url, read_index, resolve_split_dir
 from lsvit.pipeline.splits import SUBSETS
 
@@ -116,7 +116,7 @@ def read_metadata(index: ShardIndex) -> list[dict]:
         EdaError: a listed shard is missing or unreadable, or a metadata member is not valid JSON.
     """
     rows = []
-    for shard in tqdm(index.data["shards"], desc="reading shard metadata", unit="shard", leave=False):
+    for shard in progress_bar(index.data["shards"], desc="reading shard metadata", unit="shard", leave=False):
         path = index.base / shard["url"]
         try:
             with tarfile.open(path, "r:") as tar:
@@ -240,7 +240,9 @@ def split_files_report(splits_dir: Path, dataset: str = DEFAULT) -> dict:
     }
 
 
-def run_eda(shards: Path | None, splits_dir: Path | None, out: Path, dataset: str | None = None) -> dict:
+def run_eda(
+    shards: str | Path | None, splits_dir: Path | None, out: Path, dataset: str | None = None
+) -> dict:
     """Analyses shards (or split files) and writes eda.json and the PNG figures into ``out``.
 
     Args:

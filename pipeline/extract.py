@@ -28,6 +28,7 @@ from lsvit.pipeline.errors import LsvitError
 from lsvit.pipeline.lock import hold
 from lsvit.pipeline.merge import index_name, lock_name, write_index
 from lsvit.pipeline.pool import Tick, check_main, run_tasks
+from lsvit.pipeline.progress import progress_bar
 from lsvit.pipeline.records import RECORDS_DIRNAME, adopt, write_record
 from lsvit.pipeline.splits import ClipEntry, SplitSpec, links_outside
 from lsvit.pipeline.stats import clip_stats
@@ -254,7 +255,7 @@ def _extract(
             _say(f"{damaged}; extracting it again")
     todo = [t for t in tasks if records[t.job.name] is None]
     workers = len(os.sched_getaffinity(0)) if cfg.workers is None else cfg.workers
-    bar = tqdm(
+    bar = progress_bar(
         total=sum(len(j.entries) for j in jobs),
         initial=sum(len(t.job.entries) for t in tasks if records[t.job.name] is not None),
         unit="clip",

@@ -1,6 +1,7 @@
-"""Option aliases shared by ``lsvit-pipeline``, ``lsvit-train`` and ``lsvit-predict``.
+"""What every lsvit command shares: option aliases, ``--version``, help without ``<bool>``, one-line errors.
 
 Every option can also come from the environment through click's own envvar support (``LSVIT_<NAME>``).
+Each application is made by :func:`app`, and each command takes a :data:`Version` option.
 """
 
 import sys
@@ -9,8 +10,60 @@ from pathlib import Path
 from typing import Annotated, Any
 
 import typer
+from typer.core import TyperCommand, TyperGroup
 
 from lsvit.pipeline.errors import LsvitError
+
+
+class _FlagsWithoutType:
+    """Help panels list a flag (``--ema/--no-ema``, ``--help``) without a ``<bool>`` value it never takes."""
+
+    def get_params(self, ctx: typer.Context) -> list:
+        params = super().get_params(ctx)
+        for p in params:
+            if getattr(p, "is_bool_flag", False) and p.metavar is None:
+                p.metavar = ""  # typer shows the metavar, when set, instead of the type
+        return params
+
+
+class Command(_FlagsWithoutType, TyperCommand):
+    """The click command class of every lsvit command (what :func:`app`'s commands are)."""
+
+
+class Group(_FlagsWithoutType, TyperGroup):
+    """The click group class of ``lsvit-pipeline``."""
+
+
+class _App(typer.Typer):
+    def command(self, *args: Any, cls: type[TyperCommand] = Command, **kw: Any) -> Callable:
+        return super().command(*args, cls=cls, **kw)
+
+
+def app(help: str, **kw: Any) -> typer.Typer:
+    """A Typer application with lsvit's conventions: its commands are :class:`Command` s, no shell-completion
+    options.
+
+    Args:
+        help: The command's one-paragraph description.
+        **kw: Passed on to ``typer.Typer``.
+    """
+    return _App(cls=Group, add_completion=False, help=help, **kw)
+
+
+def _print_version(ctx: typer.Context, value: bool) -> None:
+    if value:
+        import lsvit  # importlib.metadata only: as light as --help
+
+        typer.echo(f"{ctx.find_root().info_name} {lsvit.__version__}")
+        raise typer.Exit()
+
+
+Version = Annotated[
+    bool | None,
+    typer.Option(
+        "--version", help="Print the lsvit version and exit.", callback=_print_version, is_eager=True
+    ),
+]
 
 
 def opt(name: str, help: str, *, envvar: str | None = None, **kw: Any) -> Any:
@@ -57,8 +110,14 @@ Split = Annotated[
     int,
     opt("--split", "Split number: 1, 2 or 3 (a folder dataset has split 1).", envvar="SPLIT", min=1, max=3),
 ]
+# A str, not a Path: a URL prefix (https://host/shards/split1/) must keep its "//".
 Shards = Annotated[
-    Path, opt("--shards", "Shard folder written by `lsvit-pipeline extract`.", envvar="SHARDS")
+    str,
+    opt(
+        "--shards",
+        "Shard folder written by `lsvit-pipeline extract`, or a URL prefix (https://..., pipe:...).",
+        envvar="SHARDS",
+    ),
 ]
 Workers = Annotated[
     int | None,

@@ -138,6 +138,11 @@ class ShardIndex:
         return self.data["config"]
 
     @property
+    def synthetic(self) -> dict | None:
+        """How ``synth`` generated the clips (at least ``generator``), or None for real data."""
+        return self.data.get("synthetic")
+
+    @property
     def frames(self) -> int:
         """Frames stored per clip."""
         return int(self.config.get("frames", DEFAULT_FRAMES))

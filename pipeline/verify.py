@@ -12,11 +12,10 @@ import time
 from dataclasses import dataclass, field
 from pathlib import Path
 
-from tqdm import tqdm
-
 from lsvit.pipeline.errors import LsvitError
 from lsvit.pipeline.lock import holder
 from lsvit.pipeline.merge import failures_name, lock_name
+from lsvit.pipeline.progress import progress_bar
 from lsvit.pipeline.records import shard_problem
 from lsvit.pipeline.shardindex import (
     INDEX,
@@ -134,7 +133,7 @@ def verify_split(path: Path, progress: bool = True) -> VerifyReport:
     report = VerifyReport(split_dir, names)
     listed = [s for index in indexes for s in index.data["shards"]]
     total = sum(s["bytes"] for s in listed if isinstance(s.get("bytes"), int))
-    with tqdm(
+    with progress_bar(
         total=total, unit="B", unit_scale=True, desc="verify", disable=not progress, leave=False
     ) as bar:
         for s in listed:

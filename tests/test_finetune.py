@@ -72,8 +72,8 @@ def test_no_hold_out_keeps_the_last_epoch_with_mixup_and_layer_decay(tiny_shards
     out = tmp_path / "run"
     cfg = dict(val_fraction=0.0, mixup=0.8, cutmix=1.0, layer_decay=0.75, frame_sampling="stride")
     summary = tt.train(TrainConfig(**{**TINY, **cfg, "shards": tiny_shards, "out": out}))
-    err = capsys.readouterr().err
-    assert "no validation hold-out (--val-fraction 0): best.pt is the last epoch (2)" in err
+    out_text = capsys.readouterr().out  # the summary is a result: stdout
+    assert "no validation hold-out (--val-fraction 0): best.pt is the last epoch (2)" in out_text
     rows = _rows(out)
     assert all("val_top1" not in r and np.isfinite(r["train_loss"]) for r in rows)
     assert torch.load(out / "best.pt", weights_only=True)["epoch"] == 2 and summary["selected"] == "last"

@@ -14,54 +14,100 @@ from rich.table import Table
 from lsvit.pipeline import options as o
 from lsvit.pipeline.errors import LsvitError
 from lsvit.trainer.config import DEVICES
-from lsvit.trainer.deploy_cli import Checkpoint, OnnxModel
+from lsvit.trainer.deploy_cli import Checkpoint, OnnxModel, PredictDevice
 from lsvit.trainer.eval_cli import eval_app, eval_main
 from lsvit.trainer.train_cli import train_app, train_main
 
 __all__ = ["eval_app", "eval_main", "predict_app", "predict_main", "train_app", "train_main"]
 
-predict_app = typer.Typer(add_completion=False, help="Predict action probabilities for video files.")
+predict_app = o.app("Predict action probabilities for video files and folders.")
+OUTPUT = "Output"
 
 
 @predict_app.command()
 def predict_command(
-    videos: Annotated[list[Path], typer.Argument(help="Video files (any container/codec FFmpeg reads).")],
+    videos: Annotated[
+        list[Path],
+        typer.Argument(
+            help="Video files (any container/codec FFmpeg reads) and folders (searched recursively)."
+        ),
+    ],
     checkpoint: Checkpoint = None,
     model: OnnxModel = None,
-    top_k: Annotated[int, o.opt("--top-k", "Classes to show per video.", min=1)] = 5,
-    as_json: Annotated[bool, o.opt("--json", "Print one JSON object per video instead of tables.")] = False,
-    device: o.Device = "auto",
+    device: PredictDevice = "auto",
+    top_k: Annotated[int, o.opt("--top-k", "Classes to show per video.", min=1, rich_help_panel=OUTPUT)] = 5,
+    as_json: Annotated[
+        bool, o.opt("--json", "Print one JSON object per video instead of tables.", rich_help_panel=OUTPUT)
+    ] = False,
+    output: Annotated[
+        Path | None,
+        o.opt(
+            "--output",
+            "Write the predictions to a .csv (a row per clip: path, class, probability, the top-k, error) or "
+            ".jsonl file instead of printing them.",
+            rich_help_panel=OUTPUT,
+        ),
+    ] = None,
+    version: o.Version = None,
 ) -> None:
     """Print P(action | clip) for the top-k classes of each video, from a checkpoint or an ONNX export."""
-    from lsvit.trainer.predict import Prediction, load_predictor, predict_many
+    from lsvit.trainer.videos import expand_videos
 
+    files = expand_videos(videos, "VIDEO", missing_ok=True)  # a missing file is reported in its turn
     if device not in DEVICES:
         raise LsvitError(f"--device {device!r} is not allowed; choose one of: {', '.join(DEVICES)}")
+    from lsvit.trainer.predictions import PredictionFile
+
+    sink = PredictionFile(output, top_k) if output is not None else None  # a bad --output fails first
+    try:
+        failed = _predict(files, checkpoint, model, device, top_k, as_json, sink)
+    except BaseException:
+        if sink is not None:
+            sink.close(keep=False)
+        raise
+    if sink is not None:
+        sink.close()
+        typer.echo(f"{sink.rows - failed} of {sink.rows} clips predicted -> {output}")
+    if failed:
+        raise typer.Exit(1)
+
+
+def _predict(files, checkpoint, model, device, top_k, as_json, sink) -> int:
+    """Predicts every file, printing or writing each result; returns how many failed."""
+    from lsvit.pipeline.progress import progress_bar
+    from lsvit.trainer import synthetic
+    from lsvit.trainer.predict import Prediction, load_predictor, predict_many
+    from lsvit.trainer.predictions import record
+
     predictor = load_predictor(checkpoint, model, device)  # a checkpoint, or an ONNX file on onnxruntime
-    out = Console()
+    synth = synthetic.info(getattr(predictor, "synthetic", None))
+    if synth is not None and synthetic.real_videos(files):
+        typer.echo(synthetic.note(synth), err=True)
+    out = Console(soft_wrap=True, highlight=False)
     failed = 0
-    for result in predict_many(predictor, videos):
+    bar = progress_bar(total=len(files), desc="predict", unit="clip", disable=len(files) < 2, leave=False)
+    for video, result in zip(files, predict_many(predictor, files), strict=True):
+        bar.update()
         if not isinstance(result, Prediction):
             failed += 1
             typer.secho(f"error: {result}", fg=typer.colors.RED, err=True)
-            continue
-        top = result.top(top_k)
-        if as_json:
-            rows = [{"class": c, "probability": round(p, 6)} for c, p in top]
-            typer.echo(json.dumps({"video": result.video, "top": rows}))
-            continue
-        out.print(
-            result.video, style="bold", markup=False, highlight=False, soft_wrap=True
-        )  # names may hold [..]
-        table = Table()
-        table.add_column("rank", justify="right")
-        table.add_column("action")
-        table.add_column("P(action | clip)", justify="right")
-        for i, (c, p) in enumerate(top, 1):
-            table.add_row(str(i), c, f"{p:.4f}")
-        out.print(table)
-    if failed:
-        raise typer.Exit(1)
+            if sink is not None:
+                sink.add(None, str(video), str(result).removeprefix(f"{video}: "))
+        elif sink is not None:
+            sink.add(result)
+        elif as_json:
+            typer.echo(json.dumps(record(result, top_k)))
+        else:
+            out.print(result.video, style="bold", markup=False)  # names may hold [..]
+            table = Table()
+            table.add_column("rank", justify="right")
+            table.add_column("action")
+            table.add_column("P(action | clip)", justify="right")
+            for i, (c, p) in enumerate(result.top(top_k), 1):
+                table.add_row(str(i), c, f"{p:.4f}")
+            out.print(table)
+    bar.close()
+    return failed
 
 
 predict_main = o.run_app(predict_app)

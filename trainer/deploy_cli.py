@@ -46,7 +46,7 @@ def need(command: str, *modules: str) -> None:
         raise LsvitError(f"{command} needs {', '.join(missing)}: pip install 'lsvit[deploy]'")
 
 
-export_app = typer.Typer(add_completion=False, help="Export a checkpoint's model to ONNX.")
+export_app = o.app("Export a checkpoint's model to ONNX.")
 
 
 @export_app.command()
@@ -67,6 +67,7 @@ def export_command(
             "Compare onnxruntime with PyTorch at batch 1 and 3 (rtol 1e-3, atol 1e-5); fail on a mismatch.",
         ),
     ] = True,
+    version: o.Version = None,
 ) -> None:
     """Export the model for (batch, T, 3, H, W) float clips with a dynamic batch axis; the classes, frames,
     image size, mean/std and training config go into the file's metadata_props."""
@@ -92,7 +93,7 @@ def export_command(
     typer.echo(f"predict with: lsvit-predict --model {out} VIDEO...")
 
 
-demo_app = typer.Typer(add_completion=False, help="Serve a web demo of a trained model (Gradio).")
+demo_app = o.app("Serve a web demo of a trained model (Gradio).")
 
 
 @demo_app.command()
@@ -117,6 +118,7 @@ def demo_command(
     top_k: Annotated[int, o.opt("--top-k", "Classes to show.", min=1)] = 5,
     max_file_size: Annotated[str, o.opt("--max-file-size", "Upload limit, e.g. 500mb or 2gb.")] = "500mb",
     device: PredictDevice = "auto",
+    version: o.Version = None,
 ) -> None:
     """Serve upload -> sampled frames, top-k P(action | clip) and the clip's facts, also as an HTTP API."""
     from lsvit.trainer.predict import load_predictor

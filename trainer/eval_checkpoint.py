@@ -19,7 +19,7 @@ from lsvit.trainer.data import DataConfig, make_loader
 from lsvit.trainer.distributed import amp_dtype, default_workers, setup, teardown
 from lsvit.trainer.evaluate import evaluate
 from lsvit.trainer.preprocess import Preprocess
-from lsvit.trainer.report import write_eval_report
+from lsvit.trainer.report import worst_classes, write_eval_report
 
 SUBSETS = ("val", "test", "train", "unused")
 
@@ -36,6 +36,7 @@ def evaluate_checkpoint(
     workers: int | None = None,
     device: str = "auto",
     amp: str = "auto",
+    verbose: bool = False,
 ) -> dict[str, Any]:
     """Evaluates ``checkpoint`` on a subset of the shards and writes the report.
 
@@ -50,6 +51,7 @@ def evaluate_checkpoint(
         workers: Loader processes per rank (default: the cores).
         device: ``auto``, ``cuda``, ``mps`` or ``cpu``.
         amp: ``auto``, ``bf16``, ``fp16`` or ``off``.
+        verbose: Also print the per-class table (per_class.csv always has it).
 
     Returns:
         The results.json content.
@@ -114,12 +116,14 @@ def evaluate_checkpoint(
         if not ctx.is_main:
             return {**info, "metrics": result.metrics(prefix="")}
         data_out = write_eval_report(
-            out, result, index.classes, info, console, title=f"per-class {subset} accuracy ({tag} views)"
+            out, result, index.classes, info, Console(soft_wrap=True) if verbose else None
         )
-        console.print(
+        print(
             f"{subset} ({result.n} clips, {tag} views): top-1 {result.top1:.4f}  top-5 {result.top5:.4f}  "
-            f"mean-class {result.mean_class_acc:.4f}  loss {result.loss:.4f}; report in {out}"
+            f"mean-class {result.mean_class_acc:.4f}  loss {result.loss:.4f}; report in {out}",
+            flush=True,
         )
+        print(f"worst classes: {worst_classes(result.confusion, index.classes)}", flush=True)
         return data_out
     finally:
         teardown()

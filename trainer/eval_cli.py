@@ -3,12 +3,10 @@
 from pathlib import Path
 from typing import Annotated
 
-import typer
-
 from lsvit.pipeline import options as o
 from lsvit.pipeline.errors import LsvitError
 
-eval_app = typer.Typer(add_completion=False, help="Evaluate a trained checkpoint on the shards of its split.")
+eval_app = o.app("Evaluate a trained checkpoint on the shards of its split.")
 
 
 @eval_app.command()
@@ -16,7 +14,7 @@ def eval_command(
     checkpoint: Annotated[
         Path, o.opt("--checkpoint", "A checkpoint written by lsvit-train, e.g. runs/NAME/best.pt.")
     ],
-    shards: o.Shards = Path("shards"),
+    shards: o.Shards = "shards",
     subset: Annotated[
         str, o.opt("--subset", "val (the run's hold-out of the train clips), test, train or unused.")
     ] = "test",
@@ -37,6 +35,10 @@ def eval_command(
     amp: Annotated[
         str, o.opt("--amp", "auto, bf16, fp16 or off; auto = bf16/fp16 on CUDA, off on CPU.")
     ] = "auto",
+    verbose: Annotated[
+        bool, o.opt("--verbose", "Also print the per-class accuracy table (per_class.csv has it).")
+    ] = False,
+    version: o.Version = None,
 ) -> None:
     """Evaluate a checkpoint: metrics JSON, confusion PNG and per-class CSV, as training reports them."""
     from lsvit.trainer.eval_checkpoint import evaluate_checkpoint  # torch only once the options parsed
@@ -48,7 +50,7 @@ def eval_command(
         raise LsvitError(str(e)) from e
     evaluate_checkpoint(
         checkpoint, shards, subset, views, out,
-        split=split, batch_size=batch_size, workers=workers, device=device, amp=amp,
+        split=split, batch_size=batch_size, workers=workers, device=device, amp=amp, verbose=verbose,
     )  # fmt: skip
 
 

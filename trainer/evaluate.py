@@ -13,8 +13,8 @@ from dataclasses import dataclass
 import numpy as np
 import torch
 import torch.nn.functional as F
-from tqdm import tqdm
 
+from lsvit.pipeline.progress import progress_bar
 from lsvit.trainer.distributed import Dist, gather_objects
 
 
@@ -146,7 +146,9 @@ def evaluate(
     model.eval()
     k = min(5, num_classes)
     rows: dict[str, tuple[int, int, bool, float]] = {}
-    for frames, labels, keys in tqdm(loader, total=steps, desc="eval", leave=False, disable=not ctx.is_main):
+    for frames, labels, keys in progress_bar(
+        loader, total=steps, desc="eval", leave=False, disable=not ctx.is_main
+    ):
         labels = labels.to(ctx.device)
         scores, log_probs = clip_scores(model, frames, prepare, autocast)
         loss = F.nll_loss(log_probs, labels, reduction="none")  # = cross_entropy(logits) for one view

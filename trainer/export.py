@@ -192,6 +192,7 @@ def export_metadata(predictor: Predictor) -> ExportMeta:
         checkpoint_sha256=digest.hexdigest(),
         epoch=None if predictor.epoch is None else int(predictor.epoch),
         lsvit_version=lsvit.__version__,
+        synthetic=predictor.synthetic,
     )
 
 

@@ -78,8 +78,8 @@ class ClipPredictor:
 
     Attributes (set by subclasses): ``classes`` (label order), ``num_frames`` (frames the model takes),
     ``source_frames`` (frames extract stored per clip; the model's frames are sampled from those, as in
-    training), ``mean``/``std`` (0-1 units), ``transform`` (the evaluation resize + centre crop) and
-    ``device`` (where the input is normalised).
+    training), ``mean``/``std`` (0-1 units), ``transform`` (the evaluation resize + centre crop),
+    ``device`` (where the input is normalised) and ``synthetic`` (None unless trained on synthetic data).
     """
 
     classes: list[str]
@@ -89,6 +89,7 @@ class ClipPredictor:
     std: Sequence[float]
     transform: ClipTransform
     device: torch.device = torch.device("cpu")
+    synthetic: dict[str, Any] | None = None  # how the training clips were generated (lsvit.trainer.synthetic)
 
     def logits(self, x: torch.Tensor) -> torch.Tensor:
         """Runs the network.

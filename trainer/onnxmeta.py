@@ -20,6 +20,8 @@ key                value
 ``config``         JSON of the source checkpoint's resolved training config
 ``checkpoint``     the source checkpoint's path, ``checkpoint_sha256`` its SHA-256, ``epoch`` its epoch
 ``lsvit_version``  the lsvit version that exported it
+``synthetic``      JSON of how the training clips were generated (``lsvit-pipeline synth``), or empty for
+                   real data: a model trained on synthetic clips says nothing about real video
 =================  ==========================================================================================
 """
 
@@ -59,6 +61,7 @@ class ExportMeta:
     checkpoint_sha256: str = ""
     epoch: int | None = None
     lsvit_version: str = ""
+    synthetic: dict[str, Any] | None = None
 
     def to_props(self) -> dict[str, str]:
         """The ``metadata_props`` entries (all strings)."""
@@ -81,6 +84,7 @@ class ExportMeta:
             "checkpoint_sha256": self.checkpoint_sha256,
             "epoch": "" if self.epoch is None else str(self.epoch),
             "lsvit_version": self.lsvit_version,
+            "synthetic": json.dumps(self.synthetic, sort_keys=True, default=str) if self.synthetic else "",
         }
 
     @classmethod
@@ -115,11 +119,12 @@ class ExportMeta:
             ints = {k: int(props[k]) for k in ("num_frames", "source_frames", "img_size")}
             config = json.loads(props.get("config") or "{}")
             epoch = int(props["epoch"]) if props.get("epoch") else None
+            synthetic = json.loads(props["synthetic"]) if props.get("synthetic") else None
         except (ValueError, TypeError) as e:
             raise OnnxMetaError(f"{where}: malformed lsvit metadata ({e}); export it again") from e
         bad = not (isinstance(classes, list) and classes and all(isinstance(c, str) for c in classes))
         bad = bad or len(mean) != 3 or len(std) != 3 or min(std) <= 0 or min(ints.values()) < 1
-        if bad or not isinstance(config, dict):
+        if bad or not isinstance(config, dict) or not isinstance(synthetic, (dict, type(None))):
             raise OnnxMetaError(
                 f"{where}: malformed lsvit metadata (classes, mean/std or sizes); export it again"
             )
@@ -133,5 +138,6 @@ class ExportMeta:
             checkpoint_sha256=props.get("checkpoint_sha256", ""),
             epoch=epoch,
             lsvit_version=props.get("lsvit_version", ""),
+            synthetic=synthetic,
             **ints,
         )

@@ -88,6 +88,7 @@ class OnnxPredictor(ClipPredictor):
         m = self.meta
         self.classes, self.num_frames, self.source_frames = list(m.classes), m.num_frames, m.source_frames
         self.img_size, self.mean, self.std, self.config = m.img_size, m.mean, m.std, m.config
+        self.synthetic = m.synthetic
         self.transform = eval_transform(m.img_size)
         self.device = torch.device("cpu")
         self._check_signature()

@@ -6,6 +6,7 @@ from pathlib import Path
 import torch
 
 from lsvit.pipeline.errors import LsvitError
+from lsvit.trainer import synthetic
 from lsvit.trainer.checkpoint import load_checkpoint, model_from_checkpoint
 from lsvit.trainer.distributed import pick_device
 from lsvit.trainer.inference import ClipPredictor, Prediction
@@ -45,6 +46,7 @@ class Predictor(ClipPredictor):
         self.checkpoint, self.config = Path(checkpoint), dict(ckpt["config"])
         self.img_size = self.preprocess.img_size
         self.epoch = ckpt.get("epoch")
+        self.synthetic = synthetic.info(ckpt.get("synthetic"))  # None: trained on real data (or unknown)
 
     @torch.no_grad()
     def logits(self, x: torch.Tensor) -> torch.Tensor:

@@ -1,8 +1,9 @@
-"""The reports of a run or an evaluation: curves, confusion matrix, per-class accuracy and results.json.
+"""The report of a run or an evaluation: results.json, per_class.csv and the figures that go with them.
 
 ``lsvit-train`` and ``lsvit-eval`` write the same evaluation report through :func:`write_eval_report`:
-``results.json`` (the metrics, which checkpoint, subset and views, the preprocessing contract),
-``confusion.png`` and ``per_class.csv``.
+``results.json`` (the metrics, which checkpoint, epoch, subset and views, the preprocessing contract),
+``per_class.csv``, ``confusion.png`` and ``per_class.png`` (figures: :mod:`lsvit.trainer.plots`). The
+per-class table is printed only when asked (``--verbose``): the CSV always has it.
 """
 
 import csv
@@ -16,59 +17,7 @@ from rich.console import Console
 from rich.table import Table
 
 from lsvit.trainer.evaluate import EvalResult, per_class_accuracy
-
-
-def plot_curves(rows: list[dict], path: Path) -> None:
-    """Loss and accuracy per epoch (train, validation, test) as a PNG.
-
-    Args:
-        rows: The metrics.jsonl records.
-        path: Output PNG.
-    """
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    ep = [r["epoch"] for r in rows]
-    fig, (ax1, ax2) = plt.subplots(1, 2, figsize=(10, 4))
-    for key, label in (("train_loss", "train"), ("val_loss", "val"), ("test_loss", "test")):
-        if all(r.get(key) is not None for r in rows):
-            ax1.plot(ep, [r[key] for r in rows], "o-", label=label)
-    ax1.set(xlabel="epoch", ylabel="cross-entropy", title="loss")
-    for key, label in (("val_top1", "val top-1"), ("test_top1", "test top-1"), ("test_top5", "test top-5")):
-        if all(r.get(key) is not None for r in rows):
-            ax2.plot(ep, [r[key] for r in rows], "o-", label=label)
-    ax2.set(xlabel="epoch", ylabel="accuracy", title="accuracy (test never selects)", ylim=(0, 1))
-    for ax in (ax1, ax2):
-        ax.legend()
-        ax.grid(alpha=0.3)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
-
-
-def plot_confusion(
-    cm: np.ndarray, classes: list[str], path: Path, title: str = "confusion (row-normalised)"
-) -> None:
-    """Row-normalised confusion matrix as a PNG with class names on both axes."""
-    import matplotlib
-
-    matplotlib.use("Agg")
-    import matplotlib.pyplot as plt
-
-    n = cm.sum(axis=1, keepdims=True)
-    norm = np.divide(cm, n, out=np.zeros(cm.shape, dtype=float), where=n > 0)
-    size = max(5.0, 0.22 * len(classes) + 2)
-    fig, ax = plt.subplots(figsize=(size + 1, size))
-    im = ax.imshow(norm, cmap="Blues", vmin=0, vmax=1)
-    ax.set_xticks(range(len(classes)), classes, rotation=90, fontsize=7)
-    ax.set_yticks(range(len(classes)), classes, fontsize=7)
-    ax.set(xlabel="predicted", ylabel="true", title=title)
-    fig.colorbar(im, ax=ax, fraction=0.046)
-    fig.tight_layout()
-    fig.savefig(path, dpi=100)
-    plt.close(fig)
+from lsvit.trainer.plots import plot_confusion, plot_per_class
 
 
 def per_class_rows(cm: np.ndarray, classes: list[str]) -> list[dict]:
@@ -121,24 +70,38 @@ def _clean(values: dict[str, Any]) -> dict[str, Any]:
     return {k: None if isinstance(v, float) and math.isnan(v) else v for k, v in values.items()}
 
 
+def described(info: dict[str, Any]) -> str:
+    """What an evaluation shows, for titles: e.g. ``best.pt, epoch 12, test, 1x1 views``."""
+    parts = [Path(str(info["checkpoint"])).name] if info.get("checkpoint") else []
+    if info.get("epoch") is not None:
+        parts.append(f"epoch {info['epoch']}")
+    parts += [str(info.get("subset", "test")), f"{info.get('views', '1x1')} views"]
+    return ", ".join(parts)
+
+
+def worst_classes(cm: np.ndarray, classes: list[str], k: int = 5) -> str:
+    """The ``k`` classes with the lowest accuracy, e.g. ``kiss 0.00, smile 0.10`` (classes with clips only)."""
+    acc = per_class_accuracy(cm)
+    order = [i for i in np.argsort(np.nan_to_num(acc, nan=np.inf), kind="stable") if not math.isnan(acc[i])]
+    return ", ".join(f"{classes[i]} {acc[i]:.2f}" for i in order[:k])
+
+
 def write_eval_report(
     out: Path,
     result: EvalResult,
     classes: list[str],
     info: dict[str, Any],
     console: Console | None = None,
-    title: str = "per-class test accuracy",
 ) -> dict[str, Any]:
-    """Writes ``results.json``, ``confusion.png`` and ``per_class.csv`` for one evaluation.
+    """Writes ``results.json``, ``per_class.csv``, ``confusion.png`` and ``per_class.png`` for one evaluation.
 
     Args:
         out: Folder (created).
         result: The evaluation.
         classes: Class names in label order.
-        info: What was evaluated (checkpoint, subset, views, epoch, preprocess, ...), merged into
-            results.json next to ``metrics``.
-        console: Prints the per-class table when given.
-        title: Title of the confusion plot and the table.
+        info: What was evaluated (``checkpoint``, ``epoch``, ``subset``, ``views``, ``preprocess``, ...),
+            merged into results.json next to ``metrics``; the figures' titles say it.
+        console: Prints the per-class table when given (``--verbose``).
 
     Returns:
         The results.json content.
@@ -146,6 +109,8 @@ def write_eval_report(
     out.mkdir(parents=True, exist_ok=True)
     data = {**info, "metrics": _clean(result.metrics(prefix=""))}
     (out / "results.json").write_text(json.dumps(data, indent=2) + "\n", encoding="utf-8")
-    plot_confusion(result.confusion, classes, out / "confusion.png", title=f"{title} (row-normalised)")
-    write_per_class(result.confusion, classes, out / "per_class.csv", console, title=title)
+    what = described(info)
+    plot_confusion(result.confusion, classes, out / "confusion.png", f"confusion ({what}), row-normalised")
+    plot_per_class(result.confusion, classes, out / "per_class.png", f"per-class accuracy ({what})")
+    write_per_class(result.confusion, classes, out / "per_class.csv", console, f"per-class accuracy ({what})")
     return data

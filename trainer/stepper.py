@@ -13,9 +13,9 @@ from typing import Any
 import torch
 from timm.utils import ModelEmaV3
 from torch.nn.parallel import DistributedDataParallel
-from tqdm import tqdm
 
 from lsvit.pipeline.errors import LsvitError
+from lsvit.pipeline.progress import progress_bar
 from lsvit.trainer.config import TrainConfig
 from lsvit.trainer.distributed import Dist, all_sum, amp_dtype
 from lsvit.trainer.mixing import build_loss
@@ -49,6 +49,9 @@ class Stepper:
         self.criterion, self.mixup = build_loss(cfg, num_classes)
         self.step = 0  # optimizer updates over the whole run
         self.ddp: torch.nn.Module = self.model
+        self.max_steps: int | None = None  # --max-steps: end the epoch once the run reaches this update
+        # Called after each update with (update, its mean loss as a device tensor, lr): TensorBoard.
+        self.on_update: Callable[[int, torch.Tensor, float], None] | None = None
 
     @property
     def eval_model(self) -> torch.nn.Module:
@@ -115,7 +118,14 @@ class Stepper:
         self.opt.zero_grad(set_to_none=True)
         accum, full = cfg.accum_steps, steps - steps % cfg.accum_steps
         loss_sum, seen, t0, done = 0.0, 0, time.perf_counter(), 0
-        bar = tqdm(total=steps, desc=f"epoch {epoch + 1}/{cfg.epochs}", disable=not ctx.is_main, leave=False)
+        update_loss, update_n = None, 0  # this update's micro-batches, kept on the device
+        bar = progress_bar(
+            total=steps,
+            desc=f"epoch {epoch + 1}/{cfg.epochs}",
+            unit="batch",
+            disable=not ctx.is_main,
+            leave=False,
+        )
         for i, (frames, labels, _keys) in enumerate(loader):
             last_micro = (i + 1) % accum == 0 or i + 1 == steps
             group = accum if i < full else steps - full  # the epoch's last group may be shorter
@@ -133,14 +143,22 @@ class Stepper:
             if not math.isfinite(value):
                 fail(f"loss is {value}")
             loss_sum, seen = loss_sum + value * labels.numel(), seen + labels.numel()
+            part = loss.detach() * labels.numel()
+            update_loss = part if update_loss is None else update_loss + part
+            update_n += labels.numel()
             if last_micro:
                 done += 1
                 self._update(epoch * self.upe + done, fail)
+                if self.on_update is not None:
+                    self.on_update(self.step, update_loss / update_n, self.lr())
+                update_loss, update_n = None, 0
             rate = seen * ctx.world_size / (time.perf_counter() - t0)
             bar.update()
             bar.set_postfix(
                 step=self.step, loss=f"{loss_sum / seen:.3f}", lr=f"{self.lr():.2e}", clips_s=f"{rate:.1f}"
             )
+            if last_micro and self.max_steps is not None and self.step >= self.max_steps:
+                break  # every rank has made the same updates, so all stop here together
         bar.close()
         total_loss, total_seen = all_sum([loss_sum, float(seen)], ctx)
         return total_loss / max(total_seen, 1), total_seen / (time.perf_counter() - t0)

@@ -11,8 +11,12 @@ report goes to the run folder (``results.json``, ``confusion.png``, ``per_class.
 also holds both checkpoints' test metrics.
 """
 
+import functools
 import math
+import time
 from typing import Any
+
+from rich.console import Console
 
 from lsvit.pipeline.shardindex import ShardIndex
 from lsvit.trainer import checkpoint as ck
@@ -20,7 +24,7 @@ from lsvit.trainer.config import TrainConfig
 from lsvit.trainer.distributed import barrier
 from lsvit.trainer.evaluate import EvalResult
 from lsvit.trainer.holdout import group_keys, holdout_keys
-from lsvit.trainer.report import write_eval_report
+from lsvit.trainer.report import worst_classes, write_eval_report
 from lsvit.trainer.shardset import subset_keys
 
 
@@ -57,6 +61,27 @@ def protocol_notes(cfg: TrainConfig, index: ShardIndex) -> list[str]:
             f"temporal views are identical; extract --frames {2 * cfg.num_frames} for distinct ones"
         )
     return notes
+
+
+def epoch_line(run: Any, row: dict[str, Any], best: bool) -> str:
+    """The result line of an epoch (stdout), with the time left at this invocation's pace.
+
+    Args:
+        run: The ``trainer.train._Run`` (its epoch, the epoch it started at and its start time).
+        row: The epoch's metrics.jsonl record.
+        best: Whether validation made this epoch ``best.pt``.
+    """
+    left, done = run.cfg.epochs - run.epoch, run.epoch - run.first_epoch
+    eta = ""
+    if left > 0 and done > 0:
+        secs = int((time.perf_counter() - run.started) / done * left)
+        eta = f", eta {secs // 3600}:{secs // 60 % 60:02d}:{secs % 60:02d}"
+    val = f"val top-1 {row['val_top1']:.3f}  " if row.get("val_top1") is not None else ""
+    return (
+        f"epoch {run.epoch}/{run.cfg.epochs}  train loss {row['train_loss']:.3f}  {val}test top-1 "
+        f"{row['test_top1']:.3f}  top-5 {row['test_top5']:.3f}  mean-class {row['test_mean_class_acc']:.3f}  "
+        f"{row['train_clips_per_s']:.1f} clips/s  {row['epoch_s']:.0f} s{eta}" + ("  (best)" if best else "")
+    )
 
 
 def _result(metrics: dict[str, Any], confusion) -> EvalResult:
@@ -104,6 +129,7 @@ def finish(run: Any) -> dict[str, Any]:
         "best_test": best.metrics(prefix=""),
         "last_test": last.metrics(prefix=""),
         "epochs": last_epoch,
+        "stopped_by": run.stopped_by,
         "out": str(run.out),
     }
     if not ctx.is_main:
@@ -117,10 +143,12 @@ def finish(run: Any) -> dict[str, Any]:
         "best": {"epoch": run.best_epoch, "val_top1": run.best_val, "test": _json(best.metrics(prefix=""))},
         "last": {"epoch": last_epoch, "test": _json(last.metrics(prefix=""))},
         "preprocess": run.pre.to_dict(),
+        "stopped_by": run.stopped_by,  # None: --epochs ran out
+        "synthetic": run.synthetic,
     }
-    title = f"per-class test accuracy ({selected}.pt, {views} views)"
-    write_eval_report(run.out, chosen, run.classes, info, run.console, title=title)
-    say = run.console.print
+    table = Console(soft_wrap=True) if run.verbose else None  # stdout, with the other results
+    write_eval_report(run.out, chosen, run.classes, info, table)
+    say = functools.partial(print, flush=True)
     if selected == "best":
         say(
             f"best.pt: epoch {run.best_epoch}, selected on validation top-1 {run.best_val:.4f}; {_line(best)} [{views}]"
@@ -129,7 +157,14 @@ def finish(run: Any) -> dict[str, Any]:
         say(
             f"no validation hold-out (--val-fraction 0): best.pt is the last epoch ({last_epoch}); test never selects"
         )
-    say(f"last.pt: epoch {last_epoch}; {_line(last)} [{views}]; run in {run.out}")
+    say(f"last.pt: epoch {last_epoch}; {_line(last)} [{views}]")
+    say(
+        f"worst classes ({selected}.pt): {worst_classes(chosen.confusion, run.classes)}; all in "
+        f"{run.out / 'per_class.csv'} and per_class.png" + ("" if run.verbose else " (--verbose prints them)")
+    )
+    say(
+        f"run folder {run.out}: curves.png, confusion.png, metrics.jsonl; tensorboard --logdir {run.out.parent}"
+    )
     return summary
 
 

@@ -7,6 +7,10 @@ logged but never select. With ``--val-fraction 0`` there is nothing to select on
 epoch. At the end, ``best.pt`` and ``last.pt`` are tested with ``--test-views`` and the selected one's
 report is written (``results.json``, ``confusion.png``, ``per_class.csv``).
 
+Output: the run header (:mod:`lsvit.trainer.header`), one line per epoch and the final summary go to
+stdout; progress (:mod:`lsvit.pipeline.progress`), notes and warnings to stderr. The run folder also gets
+TensorBoard events (:mod:`lsvit.trainer.tblog`) next to ``metrics.jsonl``, and ``curves.png``.
+
 Exact resume: the data order is a function of (seed, epoch) (``make_loader(epoch=...)``) and every rank's
 RNG states are saved after each epoch, so a resumed run with unchanged options repeats what an uninterrupted
 one would have done (``trainer.resume`` says what may change).
@@ -25,18 +29,20 @@ from rich.console import Console
 from lsvit.pipeline.errors import LsvitError
 from lsvit.pipeline.shardindex import read_index, resolve_split_dir
 from lsvit.trainer import checkpoint as ck
+from lsvit.trainer import synthetic
 from lsvit.trainer.augment import aug_from_eda
 from lsvit.trainer.config import TrainConfig
 from lsvit.trainer.data import DataConfig, make_loader
 from lsvit.trainer.distributed import Dist, barrier, default_workers, gather_objects, setup, teardown
 from lsvit.trainer.evaluate import EvalResult, evaluate
+from lsvit.trainer.header import RunShape, announce, init_source
 from lsvit.trainer.optim import schedule_changes, updates_per_epoch
+from lsvit.trainer.plots import plot_curves
 from lsvit.trainer.preprocess import Preprocess
-from lsvit.trainer.report import plot_curves
 from lsvit.trainer.resolve import save_config
 from lsvit.trainer.resume import ignored_on_resume, resume_changes
 from lsvit.trainer.stepper import NonFiniteLossError, Stepper
-from lsvit.trainer.summary import finish, protocol_notes
+from lsvit.trainer.summary import epoch_line, finish, protocol_notes
 
 __all__ = ["NonFiniteLossError", "train"]
 
@@ -48,31 +54,50 @@ def _read_json(path: str | Path, what: str) -> dict:
         raise LsvitError(f"cannot read {what} {path} ({e}); pass an existing JSON file") from e
 
 
-def train(cfg: TrainConfig, *, stop_after: int | None = None) -> dict[str, Any]:
+def train(
+    cfg: TrainConfig, *, stop_after: int | None = None, max_steps: int | None = None, verbose: bool = False
+) -> dict[str, Any]:
     """Trains, validates and tests each epoch, and writes the run folder ``cfg.out``.
 
     Args:
         cfg: The resolved config.
         stop_after: Stop after this many epochs of this invocation, as if interrupted (used by tests).
+        max_steps: End the run after this many optimizer updates in all (``--max-steps``, a smoke test):
+            the epoch in progress is cut there, evaluated and checkpointed, and the run reported as
+            finished. The lr schedule still spans ``cfg.epochs``.
+        verbose: Also print the per-class accuracy table of the final report.
 
     Returns:
         ``{"best_epoch", "best_val_top1", "selected", "best_test", "last_test", "epochs", "out"}``: the
         test metrics of ``best.pt`` and ``last.pt`` (with ``--test-views``) when the run finished.
     """
     ctx = setup(cfg.device)
+    run = None
     try:
-        return _Run(cfg, ctx).fit(stop_after)
+        run = _Run(cfg, ctx, max_steps, verbose)
+        return run.fit(stop_after)
     finally:
+        if run is not None and run.events is not None:
+            run.events.close()
         teardown()
 
 
 class _Run:
     """One training run's state; a class only to share it between setup, epochs and checkpoints."""
 
-    def __init__(self, cfg: TrainConfig, ctx: Dist) -> None:
+    def __init__(
+        self, cfg: TrainConfig, ctx: Dist, max_steps: int | None = None, verbose: bool = False
+    ) -> None:
         self.cfg, self.ctx, self.out = cfg, ctx, Path(cfg.out)
-        self.console = Console(stderr=True)
-        say = self.console.print if ctx.is_main else None
+        self.max_steps, self.verbose, self.events = max_steps, verbose, None
+        self.console = Console(stderr=True, soft_wrap=True, highlight=False)  # notes and warnings
+        init_lines: list[str] = []
+
+        def note(line: str) -> None:
+            init_lines.append(line)
+            self.console.print(line, markup=False)
+
+        say = note if ctx.is_main else None
         if cfg.resume is None and (self.out / "last.pt").exists():
             raise LsvitError(
                 f"{self.out} already holds a run (last.pt); continue it with --resume auto or pass another --out"
@@ -83,6 +108,7 @@ class _Run:
         index = read_index(split_dir, cfg.split)
         self.classes, self.source_frames = index.classes, index.frames
         self.validates = cfg.val_fraction > 0 or "val" in index.subsets  # a hold-out, or the dataset's val
+        self.synthetic = synthetic.info(index.synthetic)  # recorded in every checkpoint
         if say is not None:
             for line in protocol_notes(cfg, index):
                 say(line)
@@ -128,9 +154,24 @@ class _Run:
         if ckpt is not None:
             self._resume(ckpt, path, changes, say)
         self.stepper.start(self.epoch)
+        self.stepper.max_steps = max_steps
+        if max_steps is not None and self.stepper.step >= max_steps:
+            raise LsvitError(
+                f"--max-steps {max_steps}: the run is already at update {self.stepper.step}; pass a larger value"
+            )
+        self.started, self.first_epoch = time.perf_counter(), self.epoch
         if ctx.is_main:
             self.out.mkdir(parents=True, exist_ok=True)
             save_config(cfg, self.out / "config.json")  # what is in force, after resolution and resume
+            resumed = (
+                f"resumed from {path} (epoch {self.epoch}, update {self.stepper.step})" if ckpt else None
+            )
+            shape = RunShape(
+                model, self.pre, index, steps, self.stepper.upe, self.stepper.dtype,
+                resumed or init_source(cfg, init_lines),
+            )  # fmt: skip
+            self.events = announce(cfg, ctx, shape, self.stepper.step)  # the header; TensorBoard from here
+            self.stepper.on_update = self.events.update
 
     def _resume(self, ckpt: dict[str, Any], path: Path, changes: list[str], say) -> None:
         self.stepper.load(ckpt, ck.load_weights)
@@ -166,6 +207,7 @@ class _Run:
 
     def fit(self, stop_after: int | None) -> dict[str, Any]:
         cfg, done, stopped = self.cfg, 0, False
+        self.stopped_by = None  # why the run ended before --epochs: early stop or --max-steps
         while self.epoch < cfg.epochs and (stop_after is None or done < stop_after):
             t0 = time.perf_counter()
             train_loss, clips_per_s = self.stepper.train_epoch(*self.loader("train"), self.epoch, self._fail)
@@ -176,10 +218,13 @@ class _Run:
             self._end_epoch(val, test, train_loss, clips_per_s, time.perf_counter() - t0)
             if cfg.patience is not None and self.since_best >= cfg.patience:
                 stopped = True
+                self.stopped_by = f"early stop: validation top-1 has not improved for {cfg.patience} epochs"
+            elif self.max_steps is not None and self.stepper.step >= self.max_steps:
+                stopped = True
+                self.stopped_by = f"--max-steps {self.max_steps}: stopped at update {self.stepper.step}"
+            if stopped:
                 if self.ctx.is_main:
-                    self.console.print(
-                        f"early stop: validation top-1 has not improved for {cfg.patience} epochs"
-                    )
+                    print(self.stopped_by, flush=True)
                 break
         if self.epoch < cfg.epochs and not stopped:  # interrupted: the report waits for the end of the run
             return {"epochs": self.epoch, "out": str(self.out), "best_epoch": self.best_epoch}
@@ -211,17 +256,13 @@ class _Run:
         row.update((val.metrics("val_") if val is not None else {}) | test.metrics("test_"))
         row.update(train_clips_per_s=round(clips_per_s, 2), epoch_s=round(seconds, 1))
         row.update(best_epoch=self.best_epoch, best_val_top1=self.best_val)
-        plot_curves(self._append_metrics(row), self.out / "curves.png")
+        plot_curves(self._append_metrics(row), self.out / "curves.png", len(self.classes))
+        self.events.epoch(self.stepper.step, row)
         state = self._state(rng, row)
         ck.save_checkpoint(state, self.out / "last.pt")
         if improved:
             ck.save_checkpoint(state, self.out / "best.pt")
-        sel = f"val top-1 {val.top1:.3f}  " if val is not None else ""
-        self.console.print(
-            f"epoch {self.epoch}/{self.cfg.epochs}  train loss {train_loss:.3f}  {sel}test top-1 {test.top1:.3f}  "
-            f"top-5 {test.top5:.3f}  mean-class {test.mean_class_acc:.3f}  {clips_per_s:.1f} clips/s"
-            + ("  (best)" if improved and val is not None else "")
-        )
+        print(epoch_line(self, row, improved and val is not None), flush=True)
         barrier(self.ctx)
 
     def _append_metrics(self, row: dict) -> list[dict]:
@@ -247,5 +288,6 @@ class _Run:
             "source_frames": self.source_frames,
             "preprocess": self.pre.to_dict(),  # read back only through Preprocess.from_checkpoint
             "model_config": self.model_config,  # an hf: model's config, to rebuild it without its folder
+            "synthetic": self.synthetic,  # how the training clips were generated; None: real data
             "metrics": row,
         }

@@ -15,32 +15,43 @@ from lsvit.pipeline.errors import LsvitError
 from lsvit.trainer.config import AMP, BALANCE, FRAME_SAMPLING, MIXUP_MODES, TrainConfig
 
 D = TrainConfig  # dataclass defaults, shown in --help
-DATA, MODEL, OPTIM, PROTOCOL, RUN = "Data", "Model and --init", "Optimisation", "Fine-tuning protocol", "Run"
+DATA, MODEL, OPTIM, AUG, EVAL = "Data", "Model", "Optimisation", "Augmentation", "Validation and test"
+CKPT, HARDWARE, RUN = "Checkpointing", "Hardware", "Run"
+# AugConfig's fields (trainer.augment, not imported: albumentations is heavy); a test keeps them in step.
+AUG_KEYS = (
+    "scale", "ratio", "hflip", "brightness", "contrast", "p_brightness_contrast", "blur_sigma", "p_blur", "hue",
+    "saturation", "p_hue_saturation", "rgb_shift", "p_rgb_shift",
+)  # fmt: skip
+# Options of this invocation only: not training settings, so not in TrainConfig, config.json or checkpoints.
+RUN_ONLY = ("config", "max_steps", "verbose", "version")
+EPILOG = (
+    f"Crop, flip and colour augmentation are set in a --config file's aug: mapping, keys {', '.join(AUG_KEYS)} "
+    "(README: Training). Every option is also a --config key (same name, _ for -) and an LSVIT_<NAME> variable."
+)
 
 
 def _o(name: str, help: str, panel: str, **kw) -> typer.models.OptionInfo:
     return o.opt(name, help, rich_help_panel=panel, **kw)
 
 
-train_app = typer.Typer(add_completion=False, help="Train an LS-ViT on the shards of one split.")
+train_app = o.app("Train an LS-ViT on the shards of one split.")
 
 
-@train_app.command()
+@train_app.command(epilog=EPILOG)
 def train_command(
     ctx: typer.Context,
-    shards: Annotated[Path, _o("--shards", "Shard folder written by `lsvit-pipeline extract`.", DATA)] = Path(
-        D.shards
-    ),
+    shards: Annotated[
+        str,
+        _o(
+            "--shards",
+            "Shard folder of `lsvit-pipeline extract`, or a URL prefix (https://..., pipe:...).",
+            DATA,
+        ),
+    ] = D.shards,
     split: Annotated[
         int | None, _o("--split", "Split to use when the shard folder holds several.", DATA, min=1, max=3)
     ] = None,
     balance: Annotated[str, _o("--balance", f"Class balancing: {', '.join(BALANCE)}.", DATA)] = D.balance,
-    eda: Annotated[
-        Path | None, _o("--eda", "eda.json whose suggested augmentation ranges to use.", DATA)
-    ] = None,
-    workers: Annotated[
-        int | None, _o("--workers", "Loader processes per rank (default: cores).", DATA, min=0)
-    ] = None,
     model: Annotated[
         str,
         _o(
@@ -89,6 +100,16 @@ def train_command(
         float, _o("--drop-path", "Stochastic depth rate of the last block.", MODEL)
     ] = D.drop_path,
     epochs: Annotated[int, _o("--epochs", "Training epochs.", OPTIM, min=1)] = D.epochs,
+    max_steps: Annotated[
+        int | None,
+        _o(
+            "--max-steps",
+            "Stop after N optimizer updates of the run (a smoke test): evaluate, checkpoint and report then; "
+            "the lr schedule still spans --epochs.",
+            OPTIM,
+            min=1,
+        ),
+    ] = None,
     batch_size: Annotated[int, _o("--batch-size", "Clips per batch and rank.", OPTIM, min=1)] = D.batch_size,
     accum_steps: Annotated[
         int, _o("--accum-steps", "Batches per optimizer update.", OPTIM, min=1)
@@ -113,67 +134,82 @@ def train_command(
     clip_grad: Annotated[
         float | None, _o("--clip-grad", "Max gradient norm (null in a --config file: no clipping).", OPTIM)
     ] = D.clip_grad,
-    amp: Annotated[
-        str, _o("--amp", f"{', '.join(AMP)}; auto = bf16 (else fp16) on CUDA, off on CPU.", OPTIM)
-    ] = (D.amp),
     ema: Annotated[
         bool, _o("--ema/--no-ema", "Keep an EMA of the weights; evaluate and predict with it.", OPTIM)
     ] = (D.ema),
     ema_decay: Annotated[float, _o("--ema-decay", "EMA decay per update.", OPTIM)] = D.ema_decay,
+    eda: Annotated[
+        Path | None, _o("--eda", "eda.json whose suggested photometric ranges to use (then aug: keys).", AUG)
+    ] = None,
+    frame_sampling: Annotated[
+        str,
+        _o("--frame-sampling", f"Training frames: {', '.join(FRAME_SAMPLING)} (eval: uniform).", AUG),
+    ] = D.frame_sampling,
+    frame_stride: Annotated[
+        int | None,
+        _o("--frame-stride", "Stored frames between picks for 'stride' (default: fit).", AUG, min=1),
+    ] = None,
+    mixup: Annotated[float, _o("--mixup", "Mixup alpha (0: off), e.g. 0.8.", AUG)] = D.mixup,
+    cutmix: Annotated[float, _o("--cutmix", "CutMix alpha (0: off), e.g. 1.0; one box per clip.", AUG)] = (
+        D.cutmix
+    ),
+    mixup_prob: Annotated[float, _o("--mixup-prob", "Probability of mixing a batch.", AUG)] = D.mixup_prob,
+    mixup_switch_prob: Annotated[
+        float, _o("--mixup-switch-prob", "Probability of CutMix instead of mixup when both are on.", AUG)
+    ] = D.mixup_switch_prob,
+    mixup_mode: Annotated[
+        str, _o("--mixup-mode", f"One lambda per {', '.join(MIXUP_MODES)} (elem: per clip).", AUG)
+    ] = D.mixup_mode,
     val_fraction: Annotated[
         float,
         _o(
             "--val-fraction",
             "Train clips held out (whole source videos) to select best.pt; 0: last epoch.",
-            PROTOCOL,
+            EVAL,
         ),
     ] = D.val_fraction,
-    frame_sampling: Annotated[
-        str,
-        _o("--frame-sampling", f"Training frames: {', '.join(FRAME_SAMPLING)} (eval: uniform).", PROTOCOL),
-    ] = D.frame_sampling,
-    frame_stride: Annotated[
-        int | None,
-        _o("--frame-stride", "Stored frames between picks for 'stride' (default: fit).", PROTOCOL, min=1),
+    patience: Annotated[
+        int | None, _o("--patience", "Stop when validation top-1 has not improved for N epochs.", EVAL, min=1)
     ] = None,
     test_views: Annotated[
-        str, _o("--test-views", "Final test views TxS: temporal x spatial crops, e.g. 2x3.", PROTOCOL)
+        str, _o("--test-views", "Final test views TxS: temporal x spatial crops, e.g. 2x3.", EVAL)
     ] = D.test_views,
-    mixup: Annotated[float, _o("--mixup", "Mixup alpha (0: off), e.g. 0.8.", PROTOCOL)] = D.mixup,
-    cutmix: Annotated[
-        float, _o("--cutmix", "CutMix alpha (0: off), e.g. 1.0; one box per clip.", PROTOCOL)
-    ] = (D.cutmix),
-    mixup_prob: Annotated[
-        float, _o("--mixup-prob", "Probability of mixing a batch.", PROTOCOL)
-    ] = D.mixup_prob,
-    mixup_switch_prob: Annotated[
-        float, _o("--mixup-switch-prob", "Probability of CutMix instead of mixup when both are on.", PROTOCOL)
-    ] = D.mixup_switch_prob,
-    mixup_mode: Annotated[
-        str, _o("--mixup-mode", f"One lambda per {', '.join(MIXUP_MODES)} (elem: per clip).", PROTOCOL)
-    ] = D.mixup_mode,
+    out: Annotated[
+        Path, _o("--out", "Run folder: config, metrics, TensorBoard events, plots, checkpoints.", CKPT)
+    ] = Path(D.out),
+    resume: Annotated[
+        str | None,
+        _o("--resume", "Continue a run: 'auto' (= <out>/last.pt) or a checkpoint; flags override.", CKPT),
+    ] = None,
+    device: Annotated[str, _o("--device", "auto, cuda, mps or cpu.", HARDWARE)] = D.device,
+    amp: Annotated[
+        str, _o("--amp", f"{', '.join(AMP)}; auto = bf16 (else fp16) on CUDA, off on CPU.", HARDWARE)
+    ] = (D.amp),
+    workers: Annotated[
+        int | None, _o("--workers", "Loader processes per rank (default: cores).", HARDWARE, min=0)
+    ] = None,
     config: Annotated[
         Path | None, _o("--config", "YAML/JSON file of options (same names); flags override it.", RUN)
     ] = None,
-    device: Annotated[str, _o("--device", "auto, cuda, mps or cpu.", RUN)] = D.device,
     seed: Annotated[int, _o("--seed", "Random seed; the same seed gives the same run.", RUN)] = D.seed,
-    out: Annotated[Path, _o("--out", "Run folder: config, metrics, plots, checkpoints.", RUN)] = Path(D.out),
-    resume: Annotated[
-        str | None,
-        _o("--resume", "Continue a run: 'auto' (= <out>/last.pt) or a checkpoint; flags override.", RUN),
-    ] = None,
-    patience: Annotated[
-        int | None, _o("--patience", "Stop when validation top-1 has not improved for N epochs.", RUN, min=1)
-    ] = None,
+    verbose: Annotated[
+        bool, _o("--verbose", "Also print the per-class accuracy table (per_class.csv has it).", RUN)
+    ] = False,
+    version: o.Version = None,
 ) -> None:
-    """Train an LS-ViT on one split: select on a validation hold-out, report the test split."""
+    """Train an LS-ViT on one split: select on a validation hold-out, report the test split.
+
+    Results (the run header, one line per epoch, the summary) go to stdout; progress and notes to stderr.
+    """
     from lsvit.trainer.resolve import resolve_config
     from lsvit.trainer.train import train  # heavy imports only once the options parsed
 
-    given = {name: value for name, value in ctx.params.items() if name != "config" and _explicit(ctx, name)}
+    given = {
+        name: value for name, value in ctx.params.items() if name not in RUN_ONLY and _explicit(ctx, name)
+    }
     if "model_kwargs" in given:
         given["model_kwargs"] = _json_mapping(given["model_kwargs"], "--model-kwargs")
-    train(resolve_config(config, given))
+    train(resolve_config(config, given), max_steps=max_steps, verbose=verbose)
 
 
 def _explicit(ctx: typer.Context, name: str) -> bool:

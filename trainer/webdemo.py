@@ -15,13 +15,15 @@ from pathlib import Path
 from typing import Any
 
 from lsvit.pipeline.errors import LsvitError
+from lsvit.trainer import synthetic, videos
 from lsvit.trainer.inference import ClipPredictor
+from lsvit.trainer.videos import expand_videos
 
 os.environ.setdefault("GRADIO_ANALYTICS_ENABLED", "False")  # no telemetry or version check: offline
 os.environ.setdefault("HF_HUB_DISABLE_TELEMETRY", "1")
 import gradio as gr  # after the variables above
 
-VIDEO_SUFFIXES = (".avi", ".mp4", ".mkv", ".mov", ".webm", ".mpg", ".mpeg", ".m4v", ".ogv", ".flv", ".wmv")
+VIDEO_SUFFIXES = videos.VIDEO_SUFFIXES
 
 
 def training_examples(config: dict[str, Any], k: int = 4) -> tuple[list[Path], str]:
@@ -67,20 +69,7 @@ def expand_examples(paths: list[Path]) -> list[Path]:
     Raises:
         LsvitError: A path that does not exist, or a folder without videos.
     """
-    out = []
-    for p in paths:
-        if p.is_dir():
-            found = sorted(f for f in p.rglob("*") if f.suffix.lower() in VIDEO_SUFFIXES and f.is_file())
-            if not found:
-                raise LsvitError(
-                    f"--examples {p} holds no video files ({', '.join(VIDEO_SUFFIXES[:4])}, ...)"
-                )
-            out += found
-        elif p.is_file():
-            out.append(p)
-        else:
-            raise LsvitError(f"--examples {p} does not exist")
-    return out
+    return expand_videos(paths, "--examples")
 
 
 def build_app(predictor: ClipPredictor, examples: list[Path], top_k: int = 5, source: str = "") -> gr.Blocks:
@@ -95,6 +84,8 @@ def build_app(predictor: ClipPredictor, examples: list[Path], top_k: int = 5, so
     Returns:
         The app, with the API endpoint ``/predict`` (a video file -> top-k label, frames, facts).
     """
+
+    synth = synthetic.info(getattr(predictor, "synthetic", None))
 
     def predict(path: str | None) -> tuple[dict[str, float], list, dict[str, Any]]:
         if not path:
@@ -112,6 +103,8 @@ def build_app(predictor: ClipPredictor, examples: list[Path], top_k: int = 5, so
             for i, (frame, idx) in enumerate(zip(clip.source_frames(), clip.indices, strict=True))
         ]
         facts = {"video": name, **clip.facts(), "seconds": round(time.perf_counter() - t0, 3)}
+        if synth is not None and not synthetic.is_synthetic_clip(path):
+            facts["note"] = synthetic.note(synth).removeprefix("note: ")
         return dict(pred.top(top_k)), gallery, facts
 
     header = (
@@ -119,6 +112,8 @@ def build_app(predictor: ClipPredictor, examples: list[Path], top_k: int = 5, so
         f"{predictor.num_frames} frames sampled uniformly over the clip · "
         f"{getattr(predictor, 'img_size', '?')} px centre crop"
     )
+    if synth is not None:  # said on the page and, for every clip that is not synthetic, in its facts
+        header += f"\n\n**Trained on synthetic data ({synthetic.describe(synth)})**: its predictions on real video mean nothing."
     # Uploads and frame images pile up in Gradio's cache: every hour, drop those older than a day.
     with gr.Blocks(title="lsvit demo", analytics_enabled=False, delete_cache=(3600, 86400)) as app:
         gr.Markdown(header)
