@@ -127,6 +127,11 @@ def test_metadata_round_trip_and_refusals():
         ExportMeta.from_props({**props, "std": "[0.5, 0, 0.5]"}, "f.onnx")
     with pytest.raises(OnnxMetaError, match="format '9'"):
         ExportMeta.from_props({**props, "lsvit_format": "9"}, "f.onnx")
+    assert props["synthetic"] == "" and ExportMeta.from_props(props, "f.onnx").synthetic is None
+    synth = ExportMeta(**{**meta.__dict__, "synthetic": {"generator": "lsvit synth", "motions": 2}})
+    assert ExportMeta.from_props(synth.to_props(), "f.onnx") == synth
+    with pytest.raises(OnnxMetaError, match="malformed"):
+        ExportMeta.from_props({**props, "synthetic": "[1]"}, "f.onnx")
 
 
 def _error(main, args, capsys, monkeypatch) -> str:

@@ -199,3 +199,19 @@ def test_browser_upload_predict_shows_16_frames_and_top5(demo_checkpoint, tmp_pa
     assert "frame 12" in captions and "frame 395" in captions  # first and last of the 16 source indices
     assert (tmp_path / "demo.png").stat().st_size > 20_000
     assert outside == [], f"the page asked the internet for {outside}"
+
+
+def test_a_model_trained_on_synthetic_data_says_so_on_the_page_and_for_real_clips(tmp_path):
+    predictor = Predictor(make_checkpoint(tmp_path / "best.pt", classes=["a", "b", "c"], num_frames=4), "cpu")
+    predictor.synthetic = {"generator": "lsvit synth", "motions": 2}  # as a checkpoint from synth's shards
+    app = webdemo.build_app(predictor, [], 3, "test")
+    header = next(b.value for b in app.blocks.values() if type(b).__name__ == "Markdown")
+    assert "Trained on synthetic data (lsvit synth; motions 2)" in header
+    predict = next(iter(app.fns.values())).fn
+    (tmp_path / "tree" / "wave").mkdir(parents=True)
+    (tmp_path / "tree" / "synth.json").write_text("{}")
+    frames = np.zeros((6, 32, 32, 3), np.uint8)
+    for clip in (tmp_path / "real.avi", tmp_path / "tree" / "wave" / "synthetic.avi"):
+        write_clip(clip, frames)
+    assert "predictions on real video mean nothing" in predict(str(tmp_path / "real.avi"))[2]["note"]
+    assert "note" not in predict(str(tmp_path / "tree" / "wave" / "synthetic.avi"))[2]

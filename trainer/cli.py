@@ -51,63 +51,70 @@ def predict_command(
     version: o.Version = None,
 ) -> None:
     """Print P(action | clip) for the top-k classes of each video, from a checkpoint or an ONNX export."""
+    from lsvit.trainer.predictions import check_output
     from lsvit.trainer.videos import expand_videos
 
     files = expand_videos(videos, "VIDEO", missing_ok=True)  # a missing file is reported in its turn
     if device not in DEVICES:
         raise LsvitError(f"--device {device!r} is not allowed; choose one of: {', '.join(DEVICES)}")
-    from lsvit.trainer.predictions import PredictionFile
-
-    sink = PredictionFile(output, top_k) if output is not None else None  # a bad --output fails first
-    try:
-        failed = _predict(files, checkpoint, model, device, top_k, as_json, sink)
-    except BaseException:
-        if sink is not None:
-            sink.close(keep=False)
-        raise
-    if sink is not None:
-        sink.close()
-        typer.echo(f"{sink.rows - failed} of {sink.rows} clips predicted -> {output}")
+    if output is not None:
+        check_output(output)  # before the model loads
+    failed = _predict(files, checkpoint, model, device, top_k, as_json, output)
     if failed:
         raise typer.Exit(1)
 
 
-def _predict(files, checkpoint, model, device, top_k, as_json, sink) -> int:
-    """Predicts every file, printing or writing each result; returns how many failed."""
+def _predict(files, checkpoint, model, device, top_k, as_json, output) -> int:
+    """Predicts every file, printing each result or writing it to ``output``; returns how many failed."""
     from lsvit.pipeline.progress import progress_bar
     from lsvit.trainer import synthetic
     from lsvit.trainer.predict import Prediction, load_predictor, predict_many
-    from lsvit.trainer.predictions import record
+    from lsvit.trainer.predictions import PredictionFile, record
 
     predictor = load_predictor(checkpoint, model, device)  # a checkpoint, or an ONNX file on onnxruntime
     synth = synthetic.info(getattr(predictor, "synthetic", None))
     if synth is not None and synthetic.real_videos(files):
         typer.echo(synthetic.note(synth), err=True)
+    k = min(top_k, len(predictor.classes))
+    sink = PredictionFile(output, k) if output is not None else None
     out = Console(soft_wrap=True, highlight=False)
     failed = 0
     bar = progress_bar(total=len(files), desc="predict", unit="clip", disable=len(files) < 2, leave=False)
-    for video, result in zip(files, predict_many(predictor, files), strict=True):
-        bar.update()
-        if not isinstance(result, Prediction):
-            failed += 1
-            typer.secho(f"error: {result}", fg=typer.colors.RED, err=True)
-            if sink is not None:
-                sink.add(None, str(video), str(result).removeprefix(f"{video}: "))
-        elif sink is not None:
-            sink.add(result)
-        elif as_json:
-            typer.echo(json.dumps(record(result, top_k)))
-        else:
-            out.print(result.video, style="bold", markup=False)  # names may hold [..]
-            table = Table()
-            table.add_column("rank", justify="right")
-            table.add_column("action")
-            table.add_column("P(action | clip)", justify="right")
-            for i, (c, p) in enumerate(result.top(top_k), 1):
-                table.add_row(str(i), c, f"{p:.4f}")
-            out.print(table)
-    bar.close()
+    try:
+        for video, result in zip(files, predict_many(predictor, files), strict=True):
+            bar.update()
+            if not isinstance(result, Prediction):
+                failed += 1
+                typer.secho(f"error: {result}", fg=typer.colors.RED, err=True)
+                if sink is not None:
+                    sink.add(None, str(video), str(result).removeprefix(f"{video}: "))
+            elif sink is not None:
+                sink.add(result)
+            elif as_json:
+                typer.echo(json.dumps(record(result, k)))
+            else:
+                out.print(result.video, style="bold", markup=False)  # names may hold [..]
+                out.print(_table(result.top(k)))
+    except BaseException:
+        if sink is not None:
+            sink.close(keep=False)
+        raise
+    finally:
+        bar.close()
+    if sink is not None:
+        sink.close()
+        typer.echo(f"{sink.rows - failed} of {sink.rows} clips predicted -> {output}")
     return failed
+
+
+def _table(top: list[tuple[str, float]]) -> Table:
+    table = Table()
+    table.add_column("rank", justify="right")
+    table.add_column("action")
+    table.add_column("P(action | clip)", justify="right")
+    for i, (c, p) in enumerate(top, 1):
+        table.add_row(str(i), c, f"{p:.4f}")
+    return table
 
 
 predict_main = o.run_app(predict_app)

@@ -40,6 +40,16 @@ def csv_row(pred: Prediction, k: int) -> list[str]:
     return [*cells, ""]
 
 
+def check_output(path: Path) -> None:
+    """Refuses an ``--output`` whose suffix names no format.
+
+    Raises:
+        LsvitError: Neither ``.csv`` nor ``.jsonl``.
+    """
+    if Path(path).suffix.lower() not in FORMATS:
+        raise LsvitError(f"--output {path} must end in .csv or .jsonl (the format follows the suffix)")
+
+
 class PredictionFile:
     """A ``.csv`` or ``.jsonl`` file of predictions, one row per clip, renamed into place by :meth:`close`."""
 
@@ -48,15 +58,14 @@ class PredictionFile:
 
         Args:
             path: The file to write; its suffix picks the format.
-            k: Classes per clip (``--top-k``).
+            k: Classes per clip (``--top-k``, at most the model's classes).
 
         Raises:
             LsvitError: Another suffix, or a file that cannot be written.
         """
+        check_output(path)
         self.path, self.k, self.rows = Path(path), k, 0
         self.format = self.path.suffix.lower()
-        if self.format not in FORMATS:
-            raise LsvitError(f"--output {path} must end in .csv or .jsonl (the format follows the suffix)")
         self.tmp = self.path.with_name(f"{self.path.name}.tmp")
         try:
             self.path.parent.mkdir(parents=True, exist_ok=True)
