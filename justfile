@@ -7,7 +7,8 @@ run := "runs/demo"
 
 default: demo
 
-# Install FFmpeg and the project with its dev tools (what ./dev does before any recipe).
+# Install the project with its dev tools into the current Python (./dev does this before any recipe, after
+# installing FFmpeg and chromium from apt and creating .venv).
 setup:
     python -m pip install -e ".[dev]"
 

@@ -215,25 +215,6 @@ def _check(ok: bool, path: str, problem: str) -> None:
         raise BalanceError(f"{path}: {problem}; rerun `lsvit-pipeline extract` to rewrite it")
 
 
-def load_manifest(path: Path) -> dict:
-    """Reads and validates a balancing manifest file.
-
-    Args:
-        path: A ``balanced-<strategy>-<subset>.json`` file.
-
-    Returns:
-        The manifest dict (see `plan_draws`).
-
-    Raises:
-        BalanceError: the file is missing, not JSON, or inconsistent (names the file and the problem).
-    """
-    try:
-        data = Path(path).read_bytes()
-    except OSError as e:
-        raise BalanceError(f"{path}: cannot read balancing manifest ({e.strerror})") from e
-    return parse_manifest(data, str(path))
-
-
 def parse_manifest(data: bytes | str, path: str) -> dict:
     """Parses and validates a balancing manifest's content.
 

@@ -9,7 +9,7 @@ from lsvit.pipeline.balance import (
     STRATEGIES,
     BalanceError,
     class_weights,
-    load_manifest,
+    parse_manifest,
     plan_draws,
     write_manifests,
 )
@@ -120,6 +120,11 @@ def test_class_weights() -> None:
         class_weights(counts, beta=1.0)
 
 
+def _load(path: Path) -> dict:
+    """A manifest as a shard folder's reader (``ShardIndex.manifest``) parses it."""
+    return parse_manifest(path.read_bytes(), str(path))
+
+
 def test_write_manifests_roundtrip_and_byte_identical(tmp_path: Path) -> None:
     names = write_manifests(tmp_path, "train", KEYS, CLASSES, seed=0, target=4)
     assert names == {s: f"balanced-{s}-train.json" for s in STRATEGIES}
@@ -128,9 +133,9 @@ def test_write_manifests_roundtrip_and_byte_identical(tmp_path: Path) -> None:
     first = {f: (tmp_path / f).read_bytes() for f in files}
     write_manifests(tmp_path, "train", dict(reversed(list(KEYS.items()))), CLASSES, seed=0, target=4)
     assert {f: (tmp_path / f).read_bytes() for f in files} == first
-    hybrid = load_manifest(tmp_path / names["hybrid"])
+    hybrid = _load(tmp_path / names["hybrid"])
     assert hybrid["target"] == 4 and hybrid["subset"] == "train"
-    assert load_manifest(tmp_path / names["oversample"])["target"] == 11  # target only affects hybrid
+    assert _load(tmp_path / names["oversample"])["target"] == 11  # target only affects hybrid
     weights = json.loads((tmp_path / "class-weights-train.json").read_text())
     assert weights["counts"] == SIZES and weights["beta"] == 0.999
     assert weights["inverse_frequency"]["smile"] > weights["inverse_frequency"]["walk"]
@@ -152,20 +157,16 @@ def test_write_manifests_rejects_unknown_subset(tmp_path: Path) -> None:
         (lambda m: m["before"].update(walk=99), "differ from their 'before'"),
     ],
 )
-def test_load_manifest_rejects_malformed(tmp_path: Path, mutate, match: str) -> None:
+def test_parse_manifest_rejects_malformed(tmp_path: Path, mutate, match: str) -> None:
     m = plan_draws(KEYS, CLASSES, "hybrid", subset="train")
     mutate(m)
     path = tmp_path / "balanced-hybrid-train.json"
     path.write_text(json.dumps(m))
     with pytest.raises(LsvitError, match=match) as e:
-        load_manifest(path)
+        _load(path)
     assert str(path) in str(e.value)
 
 
-def test_load_manifest_not_json_or_missing(tmp_path: Path) -> None:
-    bad = tmp_path / "balanced-hybrid-train.json"
-    bad.write_text("{not json")
-    with pytest.raises(BalanceError, match="not valid JSON"):
-        load_manifest(bad)
-    with pytest.raises(BalanceError, match="cannot read"):
-        load_manifest(tmp_path / "absent.json")
+def test_parse_manifest_refuses_what_is_not_json(tmp_path: Path) -> None:
+    with pytest.raises(BalanceError, match=r"m\.json: not valid JSON"):
+        parse_manifest(b"{not json", "m.json")

@@ -35,6 +35,7 @@ class RunShape:
     updates: int  # optimizer updates per epoch
     dtype: torch.dtype | None  # autocast dtype, None: float32
     init: str  # where the weights come from, in words
+    max_steps: int | None = None  # --max-steps
 
 
 def flops_per_clip(cfg: TrainConfig, num_classes: int) -> float | None:
@@ -139,7 +140,12 @@ def header_lines(cfg: TrainConfig, ctx: Dist, shape: RunShape) -> list[str]:
         f"batch    {shape.steps} steps an epoch, {shape.updates} updates; effective batch {effective} "
         f"({cfg.batch_size} clips x {world} rank{'s' if world > 1 else ''} x {cfg.accum_steps} accumulation)",
         f"schedule {cfg.epochs} epochs = {cfg.epochs * shape.updates} updates; AdamW lr {cfg.lr:g} cosine to "
-        f"{cfg.min_lr:g}, {cfg.warmup_epochs:g} warmup epochs, weight decay {cfg.weight_decay:g}",
+        f"{cfg.min_lr:g}, {cfg.warmup_epochs:g} warmup epochs, weight decay {cfg.weight_decay:g}"
+        + (
+            f"; --max-steps {shape.max_steps} ends the run at update {shape.max_steps}"
+            if shape.max_steps
+            else ""
+        ),
         f"device   {_device(ctx, shape.dtype)}",
     ]
     return lines

@@ -168,7 +168,7 @@ class _Run:
             )
             shape = RunShape(
                 model, self.pre, index, steps, self.stepper.upe, self.stepper.dtype,
-                resumed or init_source(cfg, init_lines),
+                resumed or init_source(cfg, init_lines), max_steps,
             )  # fmt: skip
             self.events = announce(cfg, ctx, shape, self.stepper.step)  # the header; TensorBoard from here
             self.stepper.on_update = self.events.update
@@ -219,7 +219,9 @@ class _Run:
             if cfg.patience is not None and self.since_best >= cfg.patience:
                 stopped = True
                 self.stopped_by = f"early stop: validation top-1 has not improved for {cfg.patience} epochs"
-            elif self.max_steps is not None and self.stepper.step >= self.max_steps:
+            elif (
+                self.max_steps is not None and self.stepper.step >= self.max_steps and self.epoch < cfg.epochs
+            ):
                 stopped = True
                 self.stopped_by = f"--max-steps {self.max_steps}: stopped at update {self.stepper.step}"
             if stopped:
