@@ -11,11 +11,11 @@ from pathlib import Path
 import numpy as np
 import torch
 from torchcodec.encoders import VideoEncoder
-from tqdm import tqdm
 
 from lsvit.pipeline.atomic import atomic_open, make_dirs, write_failed
 from lsvit.pipeline.errors import LsvitError
 from lsvit.pipeline.lock import hold
+from lsvit.pipeline.progress import progress_bar
 from lsvit.pipeline.synth_motion import MOTIONS, render_clip
 
 # Roughly the bit rate of the real HMDB51 DivX clips (~490 kb/s at 320x240).
@@ -251,7 +251,7 @@ def _synthesize(cfg: SynthConfig, start: float) -> SynthSummary:
         if not (cfg.out / cls / clip_name(cls, i)).is_file()
     ]
     n_workers = (os.cpu_count() or 1) if workers is None else workers
-    with tqdm(total=len(jobs), desc="synth", unit="clip", disable=not jobs) as bar:
+    with progress_bar(total=len(jobs), desc="synth", unit="clip", disable=not jobs) as bar:
         if n_workers <= 1 or len(jobs) < 2:
             for job in jobs:
                 _render_and_write(job)

@@ -72,6 +72,8 @@ def epoch_line(run: Any, row: dict[str, Any], best: bool) -> str:
         best: Whether validation made this epoch ``best.pt``.
     """
     left, done = run.cfg.epochs - run.epoch, run.epoch - run.first_epoch
+    if run.max_steps is not None:  # --max-steps may end the run sooner
+        left = min(left, math.ceil((run.max_steps - run.stepper.step) / run.stepper.upe))
     eta = ""
     if left > 0 and done > 0:
         secs = int((time.perf_counter() - run.started) / done * left)
