@@ -79,6 +79,17 @@ def test_epoch_scalars_map_metrics_to_tensorboard_tags():
     assert epoch_scalars(row) == {"epoch": 3.0, "train/epoch_loss": 1.5, "val/top1": 0.4, "perf/epoch_s": 2.0}
 
 
+def test_without_the_tensorboard_package_a_run_says_so_and_goes_on(tmp_path, monkeypatch):
+    from lsvit.trainer.tblog import EventLog
+
+    monkeypatch.setitem(sys.modules, "torch.utils.tensorboard", None)  # as if tensorboard were not installed
+    log = EventLog(tmp_path, 1)
+    log.update(1, torch.tensor(2.0), 1e-3)
+    log.epoch(1, {"epoch": 1, "train_loss": 2.0})
+    log.close()
+    assert "pip install 'tensorboard" in log.missing and list(tmp_path.iterdir()) == []
+
+
 def test_synthetic_records_are_described_and_synthetic_clips_recognised(tmp_path):
     assert synthetic.info(None) is None and synthetic.info({}) is None
     assert synthetic.describe(SYNTH) == "lsvit synth; motions 2, settings {scale 0.5, seed 0}"

@@ -7,6 +7,7 @@ It goes to stdout with the results, and into the run's TensorBoard events as tex
 """
 
 import json
+import sys
 from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
@@ -172,6 +173,8 @@ def announce(cfg: TrainConfig, ctx: Dist, shape: RunShape, step: int) -> EventLo
     lines = header_lines(cfg, ctx, shape)
     print("\n".join(lines), flush=True)
     events = EventLog(Path(cfg.out), step + 1)
+    if events.missing:
+        print(f"warning: {events.missing} (metrics.jsonl and curves.png are still written)", file=sys.stderr)
     events.text("run/header", lines, step)
     events.text("run/config", cfg.to_dict(), step)
     return events

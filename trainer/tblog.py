@@ -52,13 +52,18 @@ class EventLog:
             folder: The run folder.
             first_step: The first update this invocation will log (the checkpoint's update + 1).
         """
-        from torch.utils.tensorboard import SummaryWriter
-
-        self.writer = SummaryWriter(log_dir=str(folder), purge_step=first_step)
         self._pending: list[tuple[int, torch.Tensor, float]] = []
+        try:
+            from torch.utils.tensorboard import SummaryWriter
+        except ImportError as e:  # a dependency of lsvit, but an environment may lack it: say so, go on
+            self.writer, self.missing = None, f"no TensorBoard events: {e}; pip install 'tensorboard>=2.21'"
+            return
+        self.writer, self.missing = SummaryWriter(log_dir=str(folder), purge_step=first_step), None
 
     def text(self, tag: str, lines: list[str] | dict, step: int) -> None:
         """Logs the header (lines) or a config (a dict) as preformatted text."""
+        if self.writer is None:
+            return
         body = json.dumps(lines, indent=2, default=str) if isinstance(lines, dict) else "\n".join(lines)
         self.writer.add_text(tag, "    " + body.replace("\n", "\n    "), step)  # markdown code block
 
@@ -70,7 +75,8 @@ class EventLog:
             loss: Its mean loss, a 0-dim tensor (may stay on the device).
             lr: The rate it applied (the schedule's, at full scale).
         """
-        self._pending.append((step, loss.detach().float().reshape(()), lr))
+        if self.writer is not None:
+            self._pending.append((step, loss.detach().float().reshape(()), lr))
 
     def epoch(self, step: int, row: dict[str, Any]) -> None:
         """Writes the epoch's updates and its metrics, then flushes.
@@ -79,6 +85,8 @@ class EventLog:
             step: The epoch's last update.
             row: Its metrics.jsonl record.
         """
+        if self.writer is None:
+            return
         if self._pending:
             losses = torch.stack([p[1] for p in self._pending]).cpu().tolist()  # one device sync per epoch
             for (s, _, lr), loss in zip(self._pending, losses, strict=True):
@@ -91,4 +99,5 @@ class EventLog:
         self.writer.flush()
 
     def close(self) -> None:
-        self.writer.close()
+        if self.writer is not None:
+            self.writer.close()
