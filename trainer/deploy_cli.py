@@ -26,7 +26,7 @@ OnnxModel = Annotated[
     o.opt(
         "--model",
         "An ONNX file written by lsvit-export, run with onnxruntime (instead of --checkpoint).",
-        envvar="ONNX_MODEL",  # LSVIT_MODEL is lsvit-train's timm model name
+        envvar="ONNX_MODEL",  # LSVIT_MODEL is lsvit-train's model name
         rich_help_panel="Model",
     ),
 ]

@@ -39,23 +39,31 @@ class RunShape:
     max_steps: int | None = None  # --max-steps
 
 
-def flops_per_clip(cfg: TrainConfig, num_classes: int) -> float | None:
+def flops_per_clip(cfg: TrainConfig, shape: RunShape) -> float | None:
     """FLOPs of one forward pass on one clip (2 per multiply-add), counted on a meta-device copy.
 
     ``torch.utils.flop_counter.FlopCounterMode`` counts matrix products and convolutions, which are all but
-    a sliver of a ViT's work. The model is built again on the ``meta`` device: no memory, no compute.
+    a sliver of a video model's work. The model is built again on the ``meta`` device (no memory, no
+    compute), as ``bench/model_zoo.py`` does.
 
     Returns:
         The count, or None when the model cannot run on the meta device.
     """
     from torch.utils.flop_counter import FlopCounterMode
 
-    from lsvit.trainer.checkpoint import build_model
+    from lsvit.trainer import checkpoint as ck
 
+    classes, pre = shape.index.classes, shape.pre
     try:
         with torch.device("meta"):
-            model = build_model(cfg, num_classes, pretrained=False).eval()
-            x = torch.empty(1, cfg.num_frames, 3, cfg.img_size, cfg.img_size)
+            model = ck.build_model(
+                cfg,
+                len(classes),
+                pretrained=False,
+                classes=classes,
+                model_config=ck.model_config(shape.model),
+            ).eval()
+            x = torch.empty(1, pre.num_frames, 3, pre.img_size, pre.img_size)
         with FlopCounterMode(display=False) as counter, torch.no_grad():
             model(x)
     except Exception:  # a model with data-dependent ops: the header says n/a, the run goes on
@@ -87,21 +95,22 @@ def _device(ctx: Dist, dtype: torch.dtype | None) -> str:
 def _clips(cfg: TrainConfig, index: ShardIndex) -> str:
     """Clips per subset: the train clips left after the hold-out, the draws an epoch makes of them."""
     counts = {s: sum(c.values()) for s, c in index.counts.items()}
+    own_val = "val" in index.subsets  # a folder dataset's own validation clips: no hold-out
     try:
-        val = (
-            load_shardset(index, "val", False, cfg.balance, cfg.val_fraction)
-            if cfg.val_fraction > 0
-            else None
-        )
-        val = val.total_draws if val is not None else 0
+        held = 0
+        if cfg.val_fraction > 0 and not own_val:
+            held = load_shardset(index, "val", False, cfg.balance, cfg.val_fraction).total_draws
         draws = load_shardset(index, "train", True, cfg.balance, cfg.val_fraction).total_draws
     except LsvitError:  # the loader reports unusable manifests itself, with what to do
         return ", ".join(f"{s} {n}" for s, n in counts.items())
-    text = f"train {counts.get('train', 0) - val}"
+    text = f"train {counts.get('train', 0) - held}"
     if cfg.balance != "none":
         text += f" ({cfg.balance} balancing: {draws} draws an epoch)"
-    text += f", val {val} (held out of train)" if val else ", no validation hold-out"
-    rest = [f"{s} {n}" for s, n in counts.items() if s != "train"]
+    if own_val:
+        text += f", val {counts.get('val', 0)} (the dataset's own)"
+    else:
+        text += f", val {held} (held out of train)" if held else ", no validation hold-out"
+    rest = [f"{s} {n}" for s, n in counts.items() if s not in ("train", "val")]
     return ", ".join([text, *rest])
 
 
@@ -120,7 +129,7 @@ def header_lines(cfg: TrainConfig, ctx: Dist, shape: RunShape) -> list[str]:
     size = f"{_count(params)} parameters"
     size += f" ({_count(trainable)} trainable)" if trainable != params else ""
     clip = f"{pre.num_frames}x3x{pre.img_size}x{pre.img_size}"
-    flops = flops_per_clip(cfg, len(index.classes))
+    flops = flops_per_clip(cfg, shape)
     if flops is not None:
         size += f", {flops / 1e9:.2f} GFLOPs per {clip} clip ({flops / 2e9:.2f} GMACs)"
     synth = synthetic.info(index.synthetic)
