@@ -7,7 +7,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Any
 
-from lsvit.pipeline.errors import LsvitError
+from lsvit.pipeline.errors import LsvitError, short
+from lsvit.trainer.modelargs import ModelKwargsError, check_model_kwargs
 
 BALANCE = ("none", "oversample", "undersample", "hybrid")
 AMP = ("auto", "bf16", "fp16", "off")
@@ -15,6 +16,9 @@ FRAME_SAMPLING = ("uniform", "random", "stride")  # trainer.temporal (not import
 MIXUP_MODES = ("batch", "pair", "elem")  # timm.data.Mixup's modes
 DEVICES = ("auto", "cuda", "mps", "cpu")
 MODEL_PATTERNS = ("lsvit_*", "vit_frameavg_*")
+MAX_SEED = 2**32 - 1  # NumPy's seed range
+# Upper bounds that catch typos (and hostile configs in checkpoints) before anything is allocated.
+MAX_IMG_SIZE, MAX_FRAMES = 4096, 1024
 # timm.create_model kwargs that the trainer sets from its own options (and the option to use instead).
 _RESERVED_KWARGS = {
     "num_classes": "the shards' classes",
@@ -70,6 +74,7 @@ class TrainConfig:
     device: str = "auto"
     workers: int | None = None
     seed: int = 0
+    verify_shards: bool = True  # hash local shards against index.json before training (trainer.preflight)
     out: str = "runs/lsvit"
     resume: str | None = None  # a checkpoint path, or "auto" = <out>/last.pt
     patience: int | None = None
@@ -93,35 +98,46 @@ class TrainConfig:
         self.init = None if self.init is None else str(self.init)
         self.resume = None if self.resume is None else str(self.resume)
         if self.split is not None and self.split not in (1, 2, 3):
-            raise ConfigError(f"split={self.split!r} is not an official split; allowed: 1, 2, 3")
+            raise ConfigError(f"split={short(self.split)} is not an official split; allowed: 1, 2, 3")
         _choice("balance", self.balance, BALANCE)
         _choice("amp", self.amp, AMP)
         _choice("device", self.device, DEVICES)
         from lsvit.trainer.families import check_name, default_input
 
         if problem := check_name(str(self.model), available_models):
-            raise ConfigError(f"model={self.model!r} is not a model lsvit builds; {problem}")
+            raise ConfigError(f"model={short(self.model)} is not a model lsvit builds; {problem}")
         if self.num_frames is None or self.img_size is None:
             frames, size = default_input(self.model)  # an hf: folder's own config says
             self.num_frames = frames if self.num_frames is None else self.num_frames
             self.img_size = size if self.img_size is None else self.img_size
         if not isinstance(self.model_kwargs, dict):
-            raise ConfigError(f"model_kwargs={self.model_kwargs!r} must be a mapping such as {{depth: 4}}")
+            raise ConfigError(
+                f"model_kwargs={short(self.model_kwargs)} must be a mapping such as {{depth: 4}}"
+            )
         if reserved := sorted(set(self.model_kwargs) & set(_RESERVED_KWARGS)):
             raise ConfigError(
                 f"model_kwargs may not set {', '.join(reserved)}; use the options "
                 f"{', '.join(_RESERVED_KWARGS[k] for k in reserved)} instead"
             )
         if not isinstance(self.aug, dict):
-            raise ConfigError(f"aug={self.aug!r} must be a mapping of augmentation settings")
+            raise ConfigError(f"aug={short(self.aug)} must be a mapping of augmentation settings")
         self.eda = None if self.eda is None else str(self.eda)
         from lsvit.trainer.augment import aug_from_eda  # albumentations: only once a config is built
 
         aug_from_eda(None, self.aug)  # validates the override keys and ranges
-        if not isinstance(self.ema, bool):
-            raise ConfigError(f"ema={self.ema!r} must be true or false")
+        for name in ("ema", "verify_shards"):
+            if not isinstance(getattr(self, name), bool):
+                raise ConfigError(f"{name}={short(getattr(self, name))} must be true or false")
         for name in ("epochs", "batch_size", "accum_steps", "img_size", "num_frames"):
             _at_least(name, getattr(self, name), 1)
+        _at_most("img_size", self.img_size, MAX_IMG_SIZE)
+        _at_most("num_frames", self.num_frames, MAX_FRAMES)
+        if isinstance(self.seed, bool) or not isinstance(self.seed, int) or not 0 <= self.seed <= MAX_SEED:
+            raise ConfigError(f"seed={short(self.seed)} must be an integer in 0..{MAX_SEED}")
+        try:
+            check_model_kwargs(self.model, self.model_kwargs, self.img_size)
+        except ModelKwargsError as e:
+            raise ConfigError(str(e)) from e
         # YAML reads "5e-4" (no dot) as a string, so float options accept numeric strings.
         for name, low, high in (
             ("lr", 0, None),
@@ -156,7 +172,7 @@ class TrainConfig:
             if self.frame_sampling != "stride":
                 raise ConfigError(f"frame_stride={self.frame_stride} only applies to frame_sampling=stride")
         if not isinstance(self.init_partial, bool):
-            raise ConfigError(f"init_partial={self.init_partial!r} must be true or false")
+            raise ConfigError(f"init_partial={short(self.init_partial)} must be true or false")
         self.val_fraction = _real("val_fraction", self.val_fraction, None, 1)
         for name, high in (
             ("mixup", None),
@@ -178,7 +194,7 @@ class TrainConfig:
         m = re.fullmatch(r"\s*(\d+)\s*[xX]\s*(\d+)\s*", str(self.test_views))
         if not m or int(m[1]) < 1 or int(m[2]) < 1:
             raise ConfigError(
-                f"test_views={self.test_views!r} must be TxS (temporal x spatial), e.g. 1x1 or 2x3"
+                f"test_views={short(self.test_views)} must be TxS (temporal x spatial), e.g. 1x1 or 2x3"
             )
         self.test_views = f"{int(m[1])}x{int(m[2])}"
 
@@ -196,7 +212,7 @@ class TrainConfig:
 
 def _choice(name: str, value: Any, allowed: tuple[str, ...]) -> None:
     if value not in allowed:
-        raise ConfigError(f"{name}={value!r} is not allowed; choose one of: {', '.join(allowed)}")
+        raise ConfigError(f"{name}={short(value)} is not allowed; choose one of: {', '.join(allowed)}")
 
 
 def _channels(name: str, value: Any) -> list[float] | None:
@@ -212,14 +228,19 @@ def _channels(name: str, value: Any) -> list[float] | None:
     low = 0.0 if name == "mean" else 1e-6
     if len(out) != 3 or not all(math.isfinite(x) and low <= x <= 1 for x in out):
         raise ConfigError(
-            f"{name}={value!r} must be 3 numbers in [{low:g}, 1] (RGB, 0-1 units), e.g. 0.5,0.5,0.5"
+            f"{name}={short(value)} must be 3 numbers in [{low:g}, 1] (RGB, 0-1 units), e.g. 0.5,0.5,0.5"
         )
     return out
 
 
 def _at_least(name: str, value: Any, low: int) -> None:
     if isinstance(value, bool) or not isinstance(value, int) or value < low:
-        raise ConfigError(f"{name}={value!r} must be an integer >= {low}")
+        raise ConfigError(f"{name}={short(value)} must be an integer >= {low}")
+
+
+def _at_most(name: str, value: int, high: int) -> None:
+    if value > high:
+        raise ConfigError(f"{name}={short(value)} must be at most {high}")
 
 
 def _real(name: str, value: Any, low_open: float | None, high_open: float | None) -> float:
@@ -233,7 +254,7 @@ def _real(name: str, value: Any, low_open: float | None, high_open: float | None
     if not (lo_ok and hi_ok):
         lo = f"> {low_open}" if low_open is not None else ">= 0"
         hi = f" and < {high_open}" if high_open is not None else ""
-        raise ConfigError(f"{name}={value!r} must be a finite number {lo}{hi}")
+        raise ConfigError(f"{name}={short(value)} must be a finite number {lo}{hi}")
     return x
 
 

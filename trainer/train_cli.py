@@ -11,7 +11,7 @@ from typing import Annotated
 import typer
 
 from lsvit.pipeline import options as o
-from lsvit.pipeline.errors import LsvitError
+from lsvit.pipeline.errors import LsvitError, clip, short
 from lsvit.trainer.config import AMP, BALANCE, FRAME_SAMPLING, MIXUP_MODES, TrainConfig
 
 D = TrainConfig  # dataclass defaults, shown in --help
@@ -52,6 +52,14 @@ def train_command(
         int | None, _o("--split", "Split to use when the shard folder holds several.", DATA, min=1, max=3)
     ] = None,
     balance: Annotated[str, _o("--balance", f"Class balancing: {', '.join(BALANCE)}.", DATA)] = D.balance,
+    verify_shards: Annotated[
+        bool,
+        _o(
+            "--verify-shards/--no-verify-shards",
+            "Check local shards' sizes and sha256 against index.json before training (~1 s/GB).",
+            DATA,
+        ),
+    ] = D.verify_shards,
     model: Annotated[
         str,
         _o(
@@ -219,13 +227,23 @@ def _explicit(ctx: typer.Context, name: str) -> bool:
 
 
 def _json_mapping(text: str, flag: str) -> dict:
+    example = f"e.g. {flag} '{{\"depth\": 4}}'"
     try:
-        value = json.loads(text)
-    except ValueError as e:
-        raise LsvitError(f"{flag} {text!r} is not valid JSON ({e}); e.g. {flag} '{{\"depth\": 4}}'") from e
+        value = json.loads(text, object_pairs_hook=_unique_keys)
+    except (ValueError, RecursionError) as e:
+        raise LsvitError(f"{flag} {short(text)} is not valid JSON ({clip(str(e))}); {example}") from e
     if not isinstance(value, dict):
-        raise LsvitError(f"{flag} must be a JSON object such as '{{\"depth\": 4}}', got {text!r}")
+        raise LsvitError(f"{flag} must be a JSON object, got {short(text)}; {example}")
     return value
+
+
+def _unique_keys(pairs: list[tuple[str, object]]) -> dict:
+    out: dict = {}
+    for k, v in pairs:
+        if k in out:
+            raise ValueError(f"key {short(k, 40)} is given twice")
+        out[k] = v
+    return out
 
 
 train_main = o.run_app(train_app)
