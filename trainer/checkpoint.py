@@ -1,103 +1,132 @@
 """Atomic checkpoints that load with ``torch.load(weights_only=True)``: tensors and plain types only."""
 
-import os
-import random
 from collections.abc import Callable
 from pathlib import Path
-from typing import Any
+from typing import IO, Any
 
-import numpy as np
 import timm
 import torch
 
-from lsvit.pipeline.errors import LsvitError
-from lsvit.trainer.config import TrainConfig
+from lsvit.pipeline.atomic import RESUME_HINT, atomic_open
+from lsvit.pipeline.errors import LsvitError, clip, short
+from lsvit.trainer.checkpoint_check import CheckpointError, check_fields, read_checkpoint, state_mismatch
+from lsvit.trainer.config import TrainConfig, config_keys
 from lsvit.trainer.families import build_video_model, family
 from lsvit.trainer.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 FORMAT_VERSION = 2  # 2: the preprocessing contract ("preprocess"), validation-based selection
+MAX_PARAMS = 4_000_000_000  # above ViT-G (1.8B): a model_kwargs typo, not a model to train here
 
 
-class CheckpointError(LsvitError):
-    """A checkpoint that is missing, unreadable or does not fit the run."""
-
-
-def rng_state() -> dict[str, Any]:
-    """Python, NumPy, torch and CUDA generator states as tensors and plain types."""
-    np_state = np.random.get_state(legacy=False)
-    return {
-        "python": random.getstate(),  # (int, tuple[int, ...], float | None)
-        "numpy": {
-            "key": torch.from_numpy(np_state["state"]["key"].astype(np.int64)),
-            "pos": int(np_state["state"]["pos"]),
-            "has_gauss": int(np_state["has_gauss"]),
-            "gauss": float(np_state["gauss"]),
-        },
-        "torch": torch.get_rng_state(),
-        "cuda": torch.cuda.get_rng_state_all() if torch.cuda.is_available() else [],
-    }
-
-
-def set_rng_state(state: dict[str, Any]) -> None:
-    """Restores what :func:`rng_state` captured (CUDA states only where the devices exist)."""
-    version, internal, gauss = state["python"]
-    random.setstate((version, tuple(internal), gauss))
-    n = state["numpy"]
-    np.random.set_state(
-        {
-            "bit_generator": "MT19937",
-            "state": {"key": n["key"].numpy().astype(np.uint32), "pos": n["pos"]},
-            "has_gauss": n["has_gauss"],
-            "gauss": n["gauss"],
-        }
-    )
-    torch.set_rng_state(state["torch"])
-    if state["cuda"] and torch.cuda.is_available() and len(state["cuda"]) == torch.cuda.device_count():
-        torch.cuda.set_rng_state_all(state["cuda"])
-
-
-def save_checkpoint(state: dict[str, Any], path: Path) -> None:
-    """Writes a checkpoint atomically: a crash mid-write leaves the previous file intact.
+def save_checkpoint(state: dict[str, Any], path: Path, hint: str = RESUME_HINT) -> None:
+    """Writes a checkpoint atomically: a crash or a full disk mid-write leaves the previous file intact.
 
     Args:
         state: Tensors and plain Python types only (so that ``weights_only=True`` can load it).
         path: Destination, e.g. ``runs/NAME/last.pt``.
+        hint: What the error message tells the user to do once the cause is fixed.
+
+    Raises:
+        WriteError: The file could not be written (naming it and the operating system's reason).
     """
-    path.parent.mkdir(parents=True, exist_ok=True)
-    tmp = path.with_name(f".{path.name}.tmp-{os.getpid()}")
-    try:
-        torch.save({"format_version": FORMAT_VERSION, **state}, tmp)
-        os.replace(tmp, path)
-    finally:
-        tmp.unlink(missing_ok=True)
+    with atomic_open(path, "wb", hint) as fh:
+        sink = _Sink(fh)
+        try:
+            torch.save({"format_version": FORMAT_VERSION, **state}, sink)
+        except RuntimeError as e:  # torch's zip writer reports a failed write without its errno
+            if sink.error is None:
+                raise
+            raise sink.error from e
 
 
-def load_checkpoint(path: Path, map_location: str | torch.device = "cpu") -> dict[str, Any]:
-    """Loads a checkpoint without unpickling arbitrary objects.
+class _Sink:
+    """A file's ``write`` that keeps the ``OSError`` which torch's writer turns into a bare RuntimeError."""
+
+    def __init__(self, fh: IO[bytes]) -> None:
+        self.fh, self.error = fh, None
+
+    def write(self, data: bytes) -> int:
+        try:
+            return self.fh.write(data)
+        except OSError as e:
+            self.error = e
+            raise
+
+    def flush(self) -> None:
+        self.fh.flush()
+
+
+def load_checkpoint(
+    path: Path, map_location: str | torch.device = "cpu", resume: bool = False
+) -> dict[str, Any]:
+    """Loads and checks a checkpoint without unpickling arbitrary objects.
+
+    The fields are checked (:mod:`lsvit.trainer.checkpoint_check`), the saved config is validated like
+    any config (``model_kwargs`` included), and the saved tensors are compared with the model that config
+    builds on the ``meta`` device, so nothing is allocated for a file that does not fit.
 
     Args:
         path: A ``last.pt``/``best.pt`` written by ``lsvit-train``.
         map_location: Where tensors go.
+        resume: Also check the training state a resumed run restores.
 
     Returns:
         The checkpoint dict (``model``, ``config``, ``classes``, ``epoch``, ...).
 
     Raises:
-        CheckpointError: Missing, unreadable, or not an ``lsvit-train`` checkpoint.
+        CheckpointError: Missing, unreadable, not an ``lsvit-train`` checkpoint, a field of the wrong type,
+            or tensors that do not match its own config.
     """
     path = Path(path)
-    if not path.is_file():
-        raise CheckpointError(f"checkpoint {path} does not exist; pass a runs/<name>/last.pt or best.pt")
-    try:
-        ckpt = torch.load(path, map_location=map_location, weights_only=True)
-    except Exception as e:  # torch raises several types for corrupt or foreign files
-        raise CheckpointError(f"cannot load checkpoint {path}: {str(e).splitlines()[0]}") from e
-    missing = [
-        k for k in ("model", "config", "classes", "epoch") if not (isinstance(ckpt, dict) and k in ckpt)
-    ]
-    if missing:
-        raise CheckpointError(f"{path} is not an lsvit-train checkpoint (missing {', '.join(missing)})")
+    ckpt = read_checkpoint(path, map_location)
+    check_fields(ckpt, path, resume=resume)
+    cfg = saved_config(ckpt, path)
+    expected = _meta_state(cfg, ckpt)
+    for name in ("model", "ema") if expected is not None else ():
+        why = state_mismatch(expected, ckpt[name]) if ckpt.get(name) is not None else None
+        if why is not None:
+            which = "" if name == "model" else " (its EMA weights)"
+            raise CheckpointError(f"checkpoint {path} does not match its own config{which}: {why}")
     return ckpt
+
+
+def saved_config(ckpt: dict[str, Any], path: Path | str = "checkpoint") -> TrainConfig:
+    """A checkpoint's config, validated like any other (``model_kwargs`` against the model's table).
+
+    Raises:
+        CheckpointError: Options this version does not know, or values it refuses.
+    """
+    config = ckpt["config"]
+    unknown = sorted(str(k) for k in config if k not in config_keys())
+    if unknown:
+        raise CheckpointError(
+            f"checkpoint {path} was written by another version of lsvit (options {clip(', '.join(unknown))}); "
+            "use that version, or start a new run"
+        )
+    try:
+        return TrainConfig(**config)
+    except LsvitError as e:
+        raise CheckpointError(f"checkpoint {path} holds an invalid config: {e}") from e
+    except TypeError as e:
+        raise CheckpointError(f"checkpoint {path} holds an invalid config ({clip(str(e))})") from e
+
+
+def _meta_state(cfg: TrainConfig, ckpt: dict[str, Any]) -> dict[str, torch.Tensor] | None:
+    """The config's model's state dict on the ``meta`` device (shapes only, nothing allocated).
+
+    None when the model cannot be built there (a family whose constructor needs real tensors): the real
+    build then checks the weights as they load.
+    """
+    try:
+        with torch.device("meta"):
+            model = build_model(
+                cfg, len(ckpt["classes"]), pretrained=False, model_config=ckpt.get("model_config")
+            )
+    except LsvitError:
+        raise
+    except Exception:  # any failure only means no shape check before the real build
+        return None
+    return model.state_dict()
 
 
 def build_model(
@@ -143,12 +172,13 @@ def build_model(
         drop_path_rate=cfg.drop_path,
         **cfg.model_kwargs,
     )
+    _check_size(cfg, kwargs)
     try:
         model = timm.create_model(cfg.model, **kwargs)
     except LsvitError:  # the model's own check of its hyper-parameters: already a clear message
         raise
     except TypeError as e:  # an unknown model_kwargs key
-        raise LsvitError(f"cannot build {cfg.model} with model_kwargs={cfg.model_kwargs}: {e}") from e
+        raise LsvitError(f"cannot build {cfg.model} with model_kwargs={short(cfg.model_kwargs)}: {e}") from e
     hint = None
     if pretrained and cfg.init is not None:
         from lsvit.trainer.transfer import load_init
@@ -160,6 +190,22 @@ def build_model(
     default = (tuple(pcfg.get("mean") or IMAGENET_MEAN), tuple(pcfg.get("std") or IMAGENET_STD))
     model.pretrained_cfg = dict(pcfg, **_normalisation(cfg, hint, default, say))
     return model
+
+
+def _check_size(cfg: TrainConfig, kwargs: dict[str, Any]) -> None:
+    """Refuses a model above :data:`MAX_PARAMS`, counted on the ``meta`` device (no memory used)."""
+    if torch.get_default_device().type == "meta":
+        return  # already the shape-only build
+    try:
+        with torch.device("meta"):
+            n = sum(p.numel() for p in timm.create_model(cfg.model, **kwargs).parameters())
+    except Exception:  # the real build below reports what is wrong
+        return
+    if n > MAX_PARAMS:
+        raise LsvitError(
+            f"{cfg.model} with model_kwargs {short(cfg.model_kwargs)} has {n / 1e9:.1f}B parameters, more "
+            f"than the {MAX_PARAMS / 1e9:.0f}B allowed; lower embed_dim or depth"
+        )
 
 
 def _normalisation(
@@ -194,16 +240,14 @@ def model_from_checkpoint(ckpt: dict[str, Any]) -> torch.nn.Module:
     """Rebuilds a trained model from a loaded checkpoint (EMA weights when the run kept an EMA).
 
     Args:
-        ckpt: What :func:`load_checkpoint` returned.
+        ckpt: What :func:`load_checkpoint` returned (checked there).
 
     Returns:
         The model on CPU in eval mode.
     """
-    try:
-        cfg = TrainConfig(**ckpt["config"])
-    except TypeError as e:
-        raise CheckpointError(f"checkpoint config does not fit this version of lsvit: {e}") from e
-    model = build_model(cfg, len(ckpt["classes"]), pretrained=False, model_config=ckpt.get("model_config"))
+    model = build_model(
+        saved_config(ckpt), len(ckpt["classes"]), pretrained=False, model_config=ckpt.get("model_config")
+    )
     load_weights(model, ckpt["ema"] if ckpt.get("ema") is not None else ckpt["model"])
     return model.eval()
 
@@ -215,13 +259,15 @@ def load_weights(model: torch.nn.Module, state: dict[str, torch.Tensor]) -> None
         model: The freshly built model.
         state: Its saved weights.
     """
-    result = model.load_state_dict(state, strict=False)
-    missing, unexpected = result.missing_keys, result.unexpected_keys
-    if missing or unexpected:
+    why = state_mismatch(model.state_dict(), state)
+    if why is not None:
+        raise CheckpointError(f"checkpoint weights do not fit {type(model).__name__}: {why}")
+    try:
+        model.load_state_dict(state, strict=True)
+    except RuntimeError as e:  # e.g. a dtype that cannot be copied
         raise CheckpointError(
-            f"checkpoint weights do not fit {type(model).__name__} (missing: {', '.join(missing[:5]) or '-'}; "
-            f"unexpected: {', '.join(unexpected[:5]) or '-'}); it was written by another version of the model"
-        )
+            f"checkpoint weights do not load into {type(model).__name__} ({clip(str(e))})"
+        ) from e
 
 
 def model_config(model: torch.nn.Module) -> str | None:

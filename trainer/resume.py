@@ -46,15 +46,11 @@ def with_saved_config(values: dict[str, Any]) -> dict[str, Any]:
         The merged values. ``out`` defaults to the checkpoint's folder for ``--resume PATH``.
 
     Raises:
-        CheckpointError: The checkpoint is missing or unreadable, or its config is not of this version.
+        CheckpointError: The checkpoint is missing, unreadable or malformed, or its config is not of this
+            version.
     """
     path = checkpoint_path(values)
-    saved = dict(load_checkpoint(path)["config"])
-    unknown = sorted(set(saved) - set(config_keys()))
-    if unknown:
-        raise CheckpointError(
-            f"{path} was written by another version of lsvit (options {', '.join(unknown)}); start a new --out"
-        )
+    saved = dict(load_checkpoint(path, resume=True)["config"])  # checked, config included
     merged = {**saved, **values}
     if "out" not in values and values["resume"] != "auto":
         merged["out"] = str(path.parent)

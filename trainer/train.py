@@ -41,6 +41,7 @@ from lsvit.trainer.plots import plot_curves
 from lsvit.trainer.preprocess import Preprocess
 from lsvit.trainer.resolve import save_config
 from lsvit.trainer.resume import ignored_on_resume, resume_changes
+from lsvit.trainer.rngstate import rng_state, set_rng_state
 from lsvit.trainer.stepper import NonFiniteLossError, Stepper
 from lsvit.trainer.summary import epoch_line, finish, protocol_notes
 
@@ -180,7 +181,7 @@ class _Run:
         self.best_val, self.best_test = ckpt.get("best_val_top1"), dict(ckpt.get("best_test") or {})
         self.best_confusion = ckpt["best_confusion"].numpy()
         rng = ckpt["rng"]
-        ck.set_rng_state(rng[self.ctx.rank] if len(rng) == self.ctx.world_size else rng[0])
+        set_rng_state(rng[self.ctx.rank] if len(rng) == self.ctx.world_size else rng[0])
         if say is None:
             return
         say(f"resumed from {path} at epoch {self.epoch} (update {self.stepper.step})")
@@ -250,7 +251,7 @@ class _Run:
             self.best_test, self.best_confusion = test.metrics(), test.confusion
         else:
             self.since_best += 1
-        rng = gather_objects(ck.rng_state(), self.ctx)  # every rank's streams, for an exact resume
+        rng = gather_objects(rng_state(), self.ctx)  # every rank's streams, for an exact resume
         if not self.ctx.is_main:
             barrier(self.ctx)
             return
