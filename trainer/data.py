@@ -195,8 +195,20 @@ class ClipStream(IterableDataset):
             )
         )
         if self.train:
-            return islice(batches, worker_quotas(self.ss.steps, workers)[worker])
-        return batches
+            return islice(_errors_as_items(batches), worker_quotas(self.ss.steps, workers)[worker])
+        return _errors_as_items(batches)
+
+
+def _errors_as_items(batches: Iterator) -> Iterator:
+    """Yields an ``LsvitError`` raised while making batches as an item, which ends the stream.
+
+    torch re-raises a worker's exception in the main process with the worker's whole traceback as its
+    message; sent as an item, the error keeps its own one-line message (`_Epoch` raises it).
+    """
+    try:
+        yield from batches
+    except LsvitError as e:
+        yield e
 
 
 def _collate(samples: list[tuple[np.ndarray, int, str]]) -> tuple[torch.Tensor, torch.Tensor, list[str]]:
@@ -215,12 +227,18 @@ class _Epoch:
     def __len__(self) -> int:
         return self.steps
 
+    def _batches(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
+        for batch in self.loader:
+            if isinstance(batch, LsvitError):  # raised in a worker (see _errors_as_items)
+                raise batch
+            yield batch
+
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
         n, last = 0, None
         if not self.exact:  # a filtered evaluation subset: whatever this rank's shards hold
-            yield from self.loader
+            yield from self._batches()
             return
-        for batch in self.loader:
+        for batch in self._batches():
             n += 1
             if n > self.steps:  # another rank would wait for this one in a collective forever
                 raise DataError(f"loader yielded more than the {self.steps} planned batches")

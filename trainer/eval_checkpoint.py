@@ -12,6 +12,7 @@ from typing import Any
 import torch
 from rich.console import Console
 
+from lsvit.pipeline.atomic import write_failed
 from lsvit.pipeline.errors import LsvitError
 from lsvit.pipeline.shardindex import read_index, resolve_split_dir
 from lsvit.trainer.checkpoint import load_checkpoint, model_from_checkpoint
@@ -115,9 +116,12 @@ def evaluate_checkpoint(
         }
         if not ctx.is_main:
             return {**info, "metrics": result.metrics(prefix="")}
-        data_out = write_eval_report(
-            out, result, index.classes, info, Console(soft_wrap=True) if verbose else None
-        )
+        try:
+            data_out = write_eval_report(
+                out, result, index.classes, info, Console(soft_wrap=True) if verbose else None
+            )
+        except OSError as e:
+            raise write_failed(Path(e.filename or out), e, "rerun lsvit-eval") from e
         print(
             f"{subset} ({result.n} clips, {tag} views): top-1 {result.top1:.4f}  top-5 {result.top5:.4f}  "
             f"mean-class {result.mean_class_acc:.4f}  loss {result.loss:.4f}; report in {out}",

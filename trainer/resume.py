@@ -10,6 +10,7 @@ everything else may change (``epochs``, ``lr``, ``min_lr``, ``warmup_epochs``, `
 from pathlib import Path
 from typing import Any
 
+from lsvit.pipeline.errors import clip
 from lsvit.trainer.checkpoint import CheckpointError, load_checkpoint
 from lsvit.trainer.config import TrainConfig, config_keys
 
@@ -101,3 +102,31 @@ def ignored_on_resume(ckpt: dict[str, Any], cfg: TrainConfig) -> list[str]:
     """Start-only options that differ from the checkpoint's: the resumed run ignores them (and says so)."""
     old = ckpt["config"]
     return [k for k in START_ONLY if k in old and old[k] != getattr(cfg, k)]
+
+
+def restore_state(stepper: Any, ckpt: dict[str, Any], path: Path, rank: int, world_size: int) -> None:
+    """Restores the weights, optimizer, scaler, EMA and this rank's RNG states of a checked checkpoint.
+
+    Args:
+        stepper: The run's ``trainer.stepper.Stepper``.
+        ckpt: The checkpoint (``load_checkpoint(..., resume=True)``).
+        path: Its file, for messages.
+        rank: This process's rank (its own RNG states when the world size is unchanged, else rank 0's).
+        world_size: Ranks now.
+
+    Raises:
+        CheckpointError: Saved state that the check of its fields cannot judge alone (an optimizer of
+            other parameter groups, RNG states torch refuses).
+    """
+    from lsvit.trainer.checkpoint import load_weights
+    from lsvit.trainer.rngstate import set_rng_state
+
+    rng = ckpt["rng"]
+    try:
+        stepper.load(ckpt, load_weights)
+        set_rng_state(rng[rank] if len(rng) == world_size else rng[0])
+    except (KeyError, TypeError, ValueError, RuntimeError) as e:
+        raise CheckpointError(
+            f"cannot resume from {path}: its training state does not fit the run ({clip(str(e))}); "
+            "it was damaged or edited: resume from another checkpoint or start a new --out"
+        ) from e

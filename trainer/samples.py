@@ -5,7 +5,6 @@ Only ``fNN.jpg``, ``cls`` and ``json`` members are read from a tar (``select_fil
 default decoders.
 """
 
-import io
 import json
 import re
 from collections.abc import Callable, Iterator, Sequence
@@ -13,10 +12,10 @@ from collections.abc import Callable, Iterator, Sequence
 import cv2
 import numpy as np
 import webdataset as wds
-from PIL import Image
 
 from lsvit.pipeline.errors import LsvitError
 from lsvit.pipeline.sampling import sample_indices
+from lsvit.trainer.jpeg import JpegHeaderError, jpeg_size
 
 _MEMBER = re.compile(r"f\d+\.jpg|cls|json")
 _FRAME = re.compile(r"f(\d+)\.jpg")
@@ -34,6 +33,13 @@ class SampleError(LsvitError, ValueError):
     """A shard that cannot be read, or a sample that does not match the shard contract or index.json."""
 
 
+# What to do about a sample that cannot be decoded (training stops at it: see the README's failure modes).
+DAMAGED = (
+    "the shard is damaged: `lsvit-pipeline verify <split folder>` names every bad shard, and rerunning the "
+    "extract command that wrote them redoes them"
+)
+
+
 def decode_clip(
     sample: dict,
     num_frames: int,
@@ -45,8 +51,10 @@ def decode_clip(
     OpenCV (albumentations' backend, libjpeg-turbo) decodes straight to RGB, ~1.5x faster than PIL here,
     and each frame is written once into the clip array. Only the picked frames are decoded: ``num_frames``
     below the frames stored picks them uniformly (``pipeline.sampling.sample_indices``); above, the last
-    frame repeats; ``pick`` chooses other frames (training jitter, test views). With ``reduction``, frames are decoded at 1/2, 1/4 or 1/8 size (the stored size is read
-    from the first JPEG's header), which costs less and leaves the later resize less to do.
+    frame repeats; ``pick`` chooses other frames (training jitter, test views). With ``reduction``, frames
+    are decoded at 1/2, 1/4 or 1/8 size, which costs less and leaves the later resize less to do. Every
+    picked frame's header is read first (`trainer.jpeg`): a size that differs between frames or is
+    implausibly large stops before any decoding.
 
     Args:
         sample: Raw sample from `read_shard` (``fNN.jpg`` bytes, ``cls``, optional ``json``).
@@ -63,29 +71,32 @@ def decode_clip(
     Raises:
         SampleError: missing/undecodable frames, frames of different sizes, or inconsistent labels.
     """
-    key = sample["__key__"]
+    where = f"sample {sample['__key__']!r} in {sample.get('__url__')}"
     names = sorted((int(m.group(1)), k) for k in sample if (m := _FRAME.fullmatch(k)))
     if not names or "cls" not in sample:
-        raise SampleError(f"sample {key!r} in {sample.get('__url__')} has no fNN.jpg frames or no cls member")
+        raise _damaged(where, "has no fNN.jpg frames or no cls member")
     try:
         label = int(sample["cls"])
         meta = json.loads(sample["json"]) if "json" in sample else {}
     except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
-        raise SampleError(f"sample {key!r}: unreadable cls/json member ({e})") from e
+        raise _damaged(where, f"unreadable cls/json member ({e})") from e
     if isinstance(meta, dict) and meta.get("label", label) != label:
-        raise SampleError(f"sample {key!r}: json label {meta['label']} differs from cls {label}")
+        raise _damaged(where, f"json label {meta['label']} differs from cls {label}")
     picks = list(pick(len(names))) if pick is not None else sample_indices(len(names), num_frames)
     if not picks or not all(0 <= i < len(names) for i in picks):
         raise ValueError(f"frame picks {picks} outside the {len(names)} stored frames")
+    # Every frame's header is read before any is decoded: a damaged size never reaches the decoder.
+    sizes = {}
+    for i in dict.fromkeys(picks):
+        try:
+            sizes[i] = jpeg_size(sample[names[i][1]])
+        except JpegHeaderError as e:
+            raise _damaged(where, f"{names[i][1]} {e}") from e
+    if len(set(sizes.values())) > 1:
+        raise _damaged(where, f"frames differ in size ({sorted(set(sizes.values()))})")
     flags = _IMREAD[1]
     if reduction is not None:
-        first = names[picks[0]][1]
-        try:
-            with Image.open(io.BytesIO(sample[first])) as im:  # parses the header only
-                width, height = im.size
-        except OSError as e:  # PIL.UnidentifiedImageError is an OSError
-            raise SampleError(f"sample {key!r}: {first} is not a decodable JPEG ({e})") from e
-        factor = reduction(height, width)
+        factor = reduction(*sizes[picks[0]])
         if factor not in _IMREAD:
             raise ValueError(f"reduction returned {factor!r}; allowed: {sorted(_IMREAD)}")
         flags = _IMREAD[factor]
@@ -94,15 +105,28 @@ def decode_clip(
         if i in done:  # padded short clips and overlapping views repeat frames
             clip[t] = clip[done[i]]
             continue
-        frame = cv2.imdecode(np.frombuffer(sample[names[i][1]], np.uint8), flags)
+        try:
+            frame = cv2.imdecode(np.frombuffer(sample[names[i][1]], np.uint8), flags)
+        except cv2.error as e:  # OpenCV's own limits and assertions
+            raise _damaged(where, f"{names[i][1]} is not a decodable JPEG ({_first_line(e)})") from e
         if frame is None:
-            raise SampleError(f"sample {key!r}: {names[i][1]} is not a decodable JPEG")
+            raise _damaged(where, f"{names[i][1]} is not a decodable JPEG")
         if clip is None:
             clip = np.empty((len(picks), *frame.shape), np.uint8)
         if frame.shape != clip.shape[1:]:
-            raise SampleError(f"sample {key!r}: frames differ in size")
+            raise _damaged(where, "frames differ in size after decoding")
         clip[t], done[i] = frame, t
     return clip, label
+
+
+def _damaged(where: str, what: str) -> SampleError:
+    """A sample that extract cannot have written: the shard was damaged (or made) elsewhere."""
+    return SampleError(f"{where}: {what}; {DAMAGED}")
+
+
+def _first_line(e: Exception) -> str:
+    lines = [x.strip() for x in str(e).splitlines() if x.strip()]
+    return lines[0][:200] if lines else type(e).__name__
 
 
 def _wanted(fname: str) -> bool:
@@ -128,7 +152,7 @@ def read_shard(url: str) -> Iterator[dict]:
         except StopIteration:
             return
         except Exception as e:  # wds raises OSError/ValueError/tarfile errors alike
-            raise SampleError(f"cannot read shard {url}: {e}") from e
+            raise SampleError(f"cannot read shard {url}: {_first_line(e)}") from e
         yield sample
 
 

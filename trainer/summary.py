@@ -149,7 +149,8 @@ def finish(run: Any) -> dict[str, Any]:
         "synthetic": run.synthetic,
     }
     table = Console(soft_wrap=True) if run.verbose else None  # stdout, with the other results
-    write_eval_report(run.out, chosen, run.classes, info, table)
+    with run.folder.writing(run.out):
+        write_eval_report(run.out, chosen, run.classes, info, table)
     say = functools.partial(print, flush=True)
     if selected == "best":
         say(

@@ -38,10 +38,12 @@ from lsvit.trainer.evaluate import EvalResult, evaluate
 from lsvit.trainer.header import RunShape, announce, init_source
 from lsvit.trainer.optim import schedule_changes, updates_per_epoch
 from lsvit.trainer.plots import plot_curves
+from lsvit.trainer.preflight import check_shards, shard_errors
 from lsvit.trainer.preprocess import Preprocess
-from lsvit.trainer.resolve import save_config
-from lsvit.trainer.resume import ignored_on_resume, resume_changes
-from lsvit.trainer.rngstate import rng_state, set_rng_state
+from lsvit.trainer.resolve import config_json
+from lsvit.trainer.resume import ignored_on_resume, restore_state, resume_changes
+from lsvit.trainer.rngstate import rng_state
+from lsvit.trainer.runfolder import RunFolder
 from lsvit.trainer.stepper import NonFiniteLossError, Stepper
 from lsvit.trainer.summary import epoch_line, finish, protocol_notes
 
@@ -73,13 +75,15 @@ def train(
         test metrics of ``best.pt`` and ``last.pt`` (with ``--test-views``) when the run finished.
     """
     ctx = setup(cfg.device)
-    run = None
     try:
-        run = _Run(cfg, ctx, max_steps, verbose)
-        return run.fit(stop_after)
+        with RunFolder(cfg.out, ctx.is_main).hold() as folder:
+            run = _Run(cfg, ctx, folder, max_steps, verbose)
+            try:
+                return run.fit(stop_after)
+            finally:
+                if run.events is not None:
+                    run.events.close()
     finally:
-        if run is not None and run.events is not None:
-            run.events.close()
         teardown()
 
 
@@ -87,9 +91,14 @@ class _Run:
     """One training run's state; a class only to share it between setup, epochs and checkpoints."""
 
     def __init__(
-        self, cfg: TrainConfig, ctx: Dist, max_steps: int | None = None, verbose: bool = False
+        self,
+        cfg: TrainConfig,
+        ctx: Dist,
+        folder: RunFolder,
+        max_steps: int | None = None,
+        verbose: bool = False,
     ) -> None:
-        self.cfg, self.ctx, self.out = cfg, ctx, Path(cfg.out)
+        self.cfg, self.ctx, self.out, self.folder = cfg, ctx, Path(cfg.out), folder
         self.max_steps, self.verbose, self.events = max_steps, verbose, None
         self.console = Console(stderr=True, soft_wrap=True, highlight=False)  # notes and warnings
         init_lines: list[str] = []
@@ -104,7 +113,7 @@ class _Run:
                 f"{self.out} already holds a run (last.pt); continue it with --resume auto or pass another --out"
             )
         torch.manual_seed(cfg.seed)  # identical initial weights on every rank (DDP also broadcasts them)
-        np.random.seed(cfg.seed + ctx.rank)
+        np.random.seed((cfg.seed + ctx.rank) % 2**32)
         split_dir = resolve_split_dir(cfg.shards, cfg.split)  # a folder or a URL prefix
         index = read_index(split_dir, cfg.split)
         self.classes, self.source_frames = index.classes, index.frames
@@ -127,8 +136,10 @@ class _Run:
             frame_sampling=cfg.frame_sampling,
             frame_stride=cfg.frame_stride,
         )
+        if say is not None:
+            check_shards(index, self.data, cfg.verify_shards, say)
         path = cfg.resume_path
-        ckpt = ck.load_checkpoint(path) if path is not None else None
+        ckpt = ck.load_checkpoint(path, resume=True) if path is not None else None
         changes = resume_changes(ckpt, cfg, self.classes, path) if ckpt is not None else []
         model = ck.build_model(
             cfg,
@@ -162,8 +173,8 @@ class _Run:
             )
         self.started, self.first_epoch = time.perf_counter(), self.epoch
         if ctx.is_main:
-            self.out.mkdir(parents=True, exist_ok=True)
-            save_config(cfg, self.out / "config.json")  # what is in force, after resolution and resume
+            self.folder.read_metrics()  # a damaged file stops a resumed run now, not after an epoch
+            self.folder.write_text("config.json", config_json(cfg))  # in force, after resolution and resume
             resumed = (
                 f"resumed from {path} (epoch {self.epoch}, update {self.stepper.step})" if ckpt else None
             )
@@ -175,13 +186,11 @@ class _Run:
             self.stepper.on_update = self.events.update
 
     def _resume(self, ckpt: dict[str, Any], path: Path, changes: list[str], say) -> None:
-        self.stepper.load(ckpt, ck.load_weights)
+        restore_state(self.stepper, ckpt, path, self.ctx.rank, self.ctx.world_size)
         self.epoch = ckpt["epoch"]
         self.best_epoch, self.since_best = ckpt["best_epoch"], ckpt["since_best"]
         self.best_val, self.best_test = ckpt.get("best_val_top1"), dict(ckpt.get("best_test") or {})
         self.best_confusion = ckpt["best_confusion"].numpy()
-        rng = ckpt["rng"]
-        set_rng_state(rng[self.ctx.rank] if len(rng) == self.ctx.world_size else rng[0])
         if say is None:
             return
         say(f"resumed from {path} at epoch {self.epoch} (update {self.stepper.step})")
@@ -211,9 +220,12 @@ class _Run:
         self.stopped_by = None  # why the run ended before --epochs: early stop or --max-steps
         while self.epoch < cfg.epochs and (stop_after is None or done < stop_after):
             t0 = time.perf_counter()
-            train_loss, clips_per_s = self.stepper.train_epoch(*self.loader("train"), self.epoch, self._fail)
-            val = self.evaluate("val") if self.validates else None
-            test = self.last_test = self.evaluate("test")
+            with shard_errors(f"training stopped in epoch {self.epoch + 1}, {self.folder.kept()}"):
+                train_loss, clips_per_s = self.stepper.train_epoch(
+                    *self.loader("train"), self.epoch, self._fail
+                )
+                val = self.evaluate("val") if self.validates else None
+                test = self.last_test = self.evaluate("test")
             self.epoch += 1
             done += 1
             self._end_epoch(val, test, train_loss, clips_per_s, time.perf_counter() - t0)
@@ -234,10 +246,8 @@ class _Run:
         return finish(self)
 
     def _fail(self, what: str) -> None:
-        last = self.out / "last.pt"
-        kept = f"last good checkpoint kept: {last}" if last.exists() else "no checkpoint was written yet"
         raise NonFiniteLossError(
-            f"{what} at epoch {self.epoch + 1}, update {self.stepper.step}; {kept}; lower --lr, raise "
+            f"{what} at epoch {self.epoch + 1}, update {self.stepper.step}; {self.folder.kept()}; lower --lr, raise "
             "--warmup-epochs or use --amp off, then --resume auto"
         )
 
@@ -259,22 +269,16 @@ class _Run:
         row.update((val.metrics("val_") if val is not None else {}) | test.metrics("test_"))
         row.update(train_clips_per_s=round(clips_per_s, 2), epoch_s=round(seconds, 1))
         row.update(best_epoch=self.best_epoch, best_val_top1=self.best_val)
-        plot_curves(self._append_metrics(row), self.out / "curves.png", len(self.classes))
+        rows = self.folder.append_metrics(row)
+        with self.folder.writing(self.out / "curves.png"):
+            plot_curves(rows, self.out / "curves.png", len(self.classes))
         self.events.epoch(self.stepper.step, row)
-        state = self._state(rng, row)
-        ck.save_checkpoint(state, self.out / "last.pt")
-        if improved:
-            ck.save_checkpoint(state, self.out / "best.pt")
+        state, hint = self._state(rng, row), self.folder.hint()
+        if improved:  # best.pt first: a last.pt that says "best" never points at a best.pt not written
+            ck.save_checkpoint(state, self.out / "best.pt", hint)
+        ck.save_checkpoint(state, self.out / "last.pt", hint)
         print(epoch_line(self, row, improved and val is not None), flush=True)
         barrier(self.ctx)
-
-    def _append_metrics(self, row: dict) -> list[dict]:
-        """Appends the epoch's line; lines from epochs after a resumed checkpoint are dropped first."""
-        path = self.out / "metrics.jsonl"
-        rows = [json.loads(x) for x in path.read_text(encoding="utf-8").splitlines()] if path.exists() else []
-        rows = [r for r in rows if r["epoch"] < row["epoch"]] + [row]
-        path.write_text("".join(json.dumps(r) + "\n" for r in rows), encoding="utf-8")
-        return rows
 
     def _state(self, rng: list[dict], row: dict) -> dict[str, Any]:
         return {
