@@ -144,8 +144,12 @@ def test_hf_errors_are_one_line(hf_dirs, tmp_path) -> None:
         ck.build_model(TrainConfig(model=f"hf:{folder}", num_frames=8), 3)
     with pytest.raises(LsvitError, match=r"an hf: model starts from its folder's weights; drop --init"):
         ck.build_model(TrainConfig(model=f"hf:{folder}", init=str(tmp_path)), 3)
-    with pytest.raises(LsvitError, match=r"--model-kwargs no_such_field: not fields of VideoMAEConfig"):
-        ck.build_model(TrainConfig(model=f"hf:{folder}", model_kwargs={"no_such_field": 1}), 3)
+    with pytest.raises(LsvitError, match=r"--model-kwargs no_such_dropout: not fields of VideoMAEConfig"):
+        ck.build_model(TrainConfig(model=f"hf:{folder}", model_kwargs={"no_such_dropout": 0.1}), 3)
+    with pytest.raises(
+        LsvitError, match=r"model_kwargs 'hidden_size' not accepted by hf:.*allowed: \*dropout\*"
+    ):
+        TrainConfig(model=f"hf:{folder}", model_kwargs={"hidden_size": 10**6})  # sizes come with the weights
     shutil.copytree(folder, tmp_path / "noweights")
     (tmp_path / "noweights" / "model.safetensors").unlink()
     with pytest.raises(LsvitError, match=r"cannot load a video classifier"):

@@ -22,7 +22,7 @@ from PIL import Image
 
 from lsvit.pipeline import lock
 from lsvit.trainer import checkpoint as ck
-from lsvit.trainer.cli import train_main
+from lsvit.trainer.cli import eval_main, train_main
 from lsvit.trainer.config import TrainConfig
 from lsvit.trainer.jpeg import MAX_FRAME_PIXELS, JpegHeaderError, jpeg_size
 from lsvit.trainer.samples import SampleError, decode_clip, read_shard
@@ -168,6 +168,29 @@ def test_missing_test_shards_stop_training_before_the_first_epoch(
     )
     assert code == 2 and want in line, line
     assert "epoch 1/" not in err and not out.exists()
+
+
+def test_eval_of_a_damaged_shard_or_into_a_file_is_one_line(
+    shards, tiny_shards, tiny_run, tmp_path, monkeypatch, capsys
+):
+    key = edit_sample(shards / "split1" / "test-000002.tar", 1, "f00.jpg", lambda b: b[:-500])
+    args = ["--checkpoint", tiny_run / "best.pt", "--device", "cpu", "--workers", "2"]
+    code, _, err = run_main(
+        eval_main, monkeypatch, capsys, *args, "--shards", shards, "--out", tmp_path / "r"
+    )
+    line = one_error(err)
+    assert (
+        code == 2
+        and f"sample '{key}' in {shards / 'split1' / 'test-000002.tar'}: f00.jpg is cut short" in line
+    )
+    assert "DataLoader" not in err and not (tmp_path / "r").exists()
+    (tmp_path / "file").write_text("x")
+    code, _, err = run_main(
+        eval_main, monkeypatch, capsys, *args, "--shards", tiny_shards, "--out", tmp_path / "file"
+    )
+    line = one_error(err)
+    assert code == 2 and line.startswith(f"error: cannot write {tmp_path / 'file'} (File exists)"), line
+    assert line.endswith("then rerun lsvit-eval") and (tmp_path / "file").read_text() == "x"
 
 
 # Full disk, unusable --out ------------------------------------------------------------------------------

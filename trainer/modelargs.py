@@ -4,7 +4,9 @@
 export and resume, from a checkpoint's saved config. Only the architecture arguments listed here pass:
 timm's own loading arguments (``checkpoint_path``, ``pretrained_cfg``, ``features_only``...) would make a
 checkpoint open arbitrary files or change what is built, and unbounded sizes would make a 1 KB file
-allocate gigabytes. A family missing from :data:`FAMILIES` accepts no ``model_kwargs``.
+allocate gigabytes. A family missing from :data:`FAMILIES` accepts no ``model_kwargs``; the model's own
+builder still checks what it is given (an ``hf:`` config has to have the field, torchvision's builder the
+argument).
 """
 
 import fnmatch
@@ -67,13 +69,37 @@ LSVIT = {
     "smif_window": Arg(int, 3, 31, note="an odd window"),
     "lmi_reduction": Arg(int, 1, 8192),
 }
-# Model name patterns -> accepted kwargs; the first match wins.
-FAMILIES: dict[str, dict[str, Arg]] = {"lsvit_*": LSVIT, "vit_frameavg_*": LSVIT}
+# torchvision's video builders (trainer.tvvideo): their regularisation arguments; which model takes which is
+# torchvision's to say (MViT and Swin3D the rates, S3D dropout, the ResNets zero_init_residual).
+TORCHVISION = {
+    "dropout": _RATE,
+    "attention_dropout": _RATE,
+    "stochastic_depth_prob": _RATE,
+    "zero_init_residual": Arg(bool),
+}
+# Hugging Face config fields (trainer.hfvideo checks that the config has them): rates only. Sizes come with
+# the folder's weights, which would not load into another shape.
+HUGGING_FACE = {"*dropout*": _RATE, "*_prob": _RATE, "drop_path_rate": _RATE}
+# Model name patterns -> accepted kwargs (a key with "*" is a pattern); the first match wins.
+FAMILIES: dict[str, dict[str, Arg]] = {
+    "lsvit_*": LSVIT,
+    "vit_frameavg_*": LSVIT,
+    "tv:*": TORCHVISION,
+    "hf:*": HUGGING_FACE,
+}
 
 
 def allowed_kwargs(model: str) -> dict[str, Arg]:
     """The ``model_kwargs`` that ``model`` accepts (empty for a family without a table)."""
     return next((args for pat, args in FAMILIES.items() if fnmatch.fnmatchcase(model, pat)), {})
+
+
+def _arg(allowed: dict[str, Arg], name: Any) -> Arg | None:
+    if not isinstance(name, str):
+        return None
+    return allowed.get(name) or next(
+        (a for pat, a in allowed.items() if "*" in pat and fnmatch.fnmatchcase(name, pat)), None
+    )
 
 
 def check_model_kwargs(model: str, kwargs: dict[str, Any], img_size: int) -> None:
@@ -89,13 +115,13 @@ def check_model_kwargs(model: str, kwargs: dict[str, Any], img_size: int) -> Non
             values are shortened in the message.
     """
     allowed = allowed_kwargs(model)
-    unknown = sorted((k for k in kwargs if k not in allowed), key=str)
+    unknown = sorted((k for k in kwargs if _arg(allowed, k) is None), key=str)
     if unknown:
         known = ", ".join(allowed) if allowed else "none (this model takes no model_kwargs)"
         names = ", ".join(short(k, 40) for k in unknown[:5]) + (", ..." if len(unknown) > 5 else "")
         raise ModelKwargsError(f"model_kwargs {names} not accepted by {model}; allowed: {known}")
     for name, value in kwargs.items():
-        why = allowed[name].check(name, value)
+        why = _arg(allowed, name).check(name, value)
         if why is None and name == "patch_size" and value > img_size:
             why = f"must be at most img_size={img_size}"
         if why is not None:
