@@ -45,7 +45,8 @@ def make_clips(root: Path, n: int, seed: int) -> list[Path]:
     for i in range(n):
         cls = CLASSES[i % len(CLASSES)]
         path = root / cls / f"bench_{cls}_{i:04d}.avi"
-        write_clip(path, render_clip(MOTIONS[i % len(MOTIONS)], int(rng.integers(15, 121)), rng), 30.0)
+        motion = list(MOTIONS.values())[i % len(MOTIONS)]
+        write_clip(path, render_clip(motion, int(rng.integers(15, 121)), rng), 30.0)
         clips.append(path)
     for name, subset in (("splits_half", clips[: n // 2]), ("splits_full", clips)):
         (root / name).mkdir()

@@ -12,6 +12,7 @@ import numpy as np
 import torch
 from torchcodec.encoders import VideoEncoder
 
+from lsvit import __version__
 from lsvit.pipeline.atomic import atomic_open, make_dirs, write_failed
 from lsvit.pipeline.errors import LsvitError
 from lsvit.pipeline.lock import hold
@@ -69,9 +70,14 @@ REAL_TOTALS = {
     "turn": 240, "walk": 548, "wave": 104,
 }  # fmt: skip
 CLASSES = sorted(REAL_TOTALS)
+assert sorted(MOTIONS) == CLASSES, "every class needs a motion"
 SPLITS_DIRNAME = "testTrainMulti_7030_splits"
-MARKER = "synth.json"
+MARKER = "synth.json"  # in the tree's root: what made it (read by extract, recorded in index.json)
 LOCK = ".synth.lock"  # one synth at a time per tree (see lsvit.pipeline.lock)
+GENERATOR = "lsvit-pipeline synth"
+# Bumped whenever the same settings would render other clips. 1: motions per frame (the first synth);
+# 2: motions in normalised clip time, visible objects, flat backgrounds.
+MOTIONS_VERSION = 2
 FPS = 30.0
 # Video-title stems for clip names; some carry the special characters real HMDB51 names contain.
 _STEMS = (
@@ -112,6 +118,8 @@ class SynthConfig:
     def record(self) -> dict:
         """What decides the tree's content, stored in ``synth.json`` to guard resumes."""
         return {
+            "generator": GENERATOR,
+            "motions": MOTIONS_VERSION,
             "scale": self.scale,
             "seed": self.seed,
             "min_per_class": self.min_per_class,
@@ -167,25 +175,52 @@ def _render_and_write(job: tuple[Path, int, int, int, tuple[int, int]]) -> None:
         frames = int(rng.integers(lo, 16))
     else:
         frames = int(np.exp(rng.uniform(np.log(max(lo, 16)), np.log(max(hi, 16) + 1))))
-    write_clip(path, render_clip(MOTIONS[class_idx], frames, rng), FPS)
+    write_clip(path, render_clip(MOTIONS[CLASSES[class_idx]], frames, rng), FPS)
+
+
+def read_marker(root: Path) -> dict | None:
+    """What synthesised the tree at ``root``, from its ``synth.json``; None when synth did not write it.
+
+    Args:
+        root: A data root (a synth ``--out`` or a real HMDB51 folder).
+
+    Returns:
+        None for a tree without the marker, else the marker's settings with ``generator``, ``motions``
+        (the version of the motion set; 1 for trees of synth before it was recorded) and, where known,
+        ``version`` (of lsvit).
+
+    Raises:
+        SynthError: The marker exists but is unreadable or not a JSON object.
+    """
+    marker = Path(root) / MARKER
+    if not marker.is_file():
+        return None
+    try:
+        data = json.loads(marker.read_text(encoding="utf-8"))
+    except (OSError, ValueError) as e:
+        raise SynthError(f"{marker} is unreadable ({e}): delete {root} and run synth again") from e
+    if not isinstance(data, dict):
+        raise SynthError(f"{marker} is not a JSON object: delete {root} and run synth again")
+    return {"generator": GENERATOR, "motions": 1} | data
 
 
 def _check_out(cfg: SynthConfig) -> None:
     """Refuses to mix trees: ``out`` must be new, empty, or an earlier synth run with the same settings."""
-    marker = cfg.out / MARKER
     if cfg.out.exists() and not cfg.out.is_dir():
         raise SynthError(f"--out {cfg.out} exists and is not a folder: pass a new or empty folder")
     try:
         foreign = cfg.out.is_dir() and any(p.name != LOCK for p in cfg.out.iterdir())
     except OSError as e:
         raise SynthError(f"--out {cfg.out} cannot be read ({e.strerror or e}): pass another folder") from e
-    if marker.is_file():
-        try:
-            old = json.loads(marker.read_text())
-        except (OSError, ValueError) as e:
-            raise SynthError(f"{marker} is unreadable ({e}): delete {cfg.out} and run synth again") from e
+    old = read_marker(cfg.out)
+    if old is not None:
         new = cfg.record()
-        if old != new:
+        if old["motions"] != new["motions"]:
+            raise SynthError(
+                f"{cfg.out} was synthesised by another version of synth (motions v{old['motions']}, this is "
+                f"v{new['motions']}): delete it, or pass another --out"
+            )
+        if {k: old.get(k) for k in new} != new:
             was = ", ".join(f"{k}={old.get(k)}" for k in new if old.get(k) != new[k])
             raise SynthError(
                 f"{cfg.out} was synthesised with {was}: pass the same settings to resume, or another --out"
@@ -239,7 +274,7 @@ def synthesize(
 def _synthesize(cfg: SynthConfig, start: float) -> SynthSummary:
     scale, seed, workers, frames_range = cfg.scale, cfg.seed, cfg.workers, cfg.frames_range
     min_per_class = cfg.min_per_class
-    _write_text(cfg.out / MARKER, json.dumps(cfg.record()))
+    _write_text(cfg.out / MARKER, json.dumps(cfg.record() | {"version": __version__}))
     for stale in cfg.out.glob("*/.*.avi.*.tmp"):  # left by an interrupted run
         stale.unlink()
 

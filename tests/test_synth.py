@@ -13,9 +13,11 @@ import pytest
 from torchcodec.decoders import VideoDecoder
 from typer.testing import CliRunner
 
+import lsvit
 from lsvit.pipeline import synth
 from lsvit.pipeline.cli import app, main
-from lsvit.pipeline.synth_motion import MOTIONS, render_clip
+from lsvit.pipeline.sampling import sample_indices
+from lsvit.pipeline.synth_motion import CROP, MOTIONS, SIZE, path, place, render_clip
 
 SCALE = 0.02
 FRAMES = (8, 40)  # shorter than the default so the fixture stays fast; still some clips under 16 frames
@@ -90,6 +92,26 @@ def test_refuses_a_foreign_or_different_tree(tmp_path: Path) -> None:
     with pytest.raises(synth.SynthError, match="same settings"):
         synth.synthesize(other.out, scale=SCALE, seed=0)
     assert [p.name for p in other.out.iterdir()] == [synth.MARKER]
+    # A tree of the first synth (per-frame motions, a marker without a version): never mixed with new clips.
+    old = tmp_path / "old"
+    old.mkdir()
+    first = {"scale": SCALE, "seed": 0, "min_per_class": 2, "frames_range": [15, 120]}
+    (old / synth.MARKER).write_text(json.dumps(first))
+    with pytest.raises(synth.SynthError, match="another version of synth"):
+        synth.synthesize(old, scale=SCALE)
+    assert synth.read_marker(old) == first | {"generator": "lsvit-pipeline synth", "motions": 1}
+    (old / synth.MARKER).write_text("[1, 2]")
+    with pytest.raises(synth.SynthError, match="not a JSON object"):
+        synth.read_marker(old)
+
+
+@pytest.mark.slow
+def test_marker_says_what_made_the_tree(tree: Path, tmp_path: Path) -> None:
+    marker = synth.read_marker(tree)
+    assert marker == json.loads((tree / synth.MARKER).read_text())
+    assert marker["generator"] == "lsvit-pipeline synth" and marker["motions"] == synth.MOTIONS_VERSION
+    assert marker["version"] == lsvit.__version__ and marker["scale"] == SCALE
+    assert synth.read_marker(tmp_path) is None  # real data: no marker
 
 
 @pytest.mark.slow
@@ -153,26 +175,130 @@ def test_seed_changes_content(tmp_path: Path) -> None:
     assert a == b and a != c
 
 
-def _drift(frames: np.ndarray) -> float:
-    """Median per-frame shift (x) of the centroid of strongly changing pixels."""
-    grey = frames.astype(np.float32).mean(-1)
-    diff = np.abs(np.diff(grey, axis=0))
-    xs, shifts = np.arange(grey.shape[2]), []
-    for d in diff:
-        w = (d * (d > 0.5 * d.max())).sum(0)
-        if w.sum() > 0:  # nothing moved in view (object off-frame) otherwise
-            shifts.append((w * xs).sum() / w.sum())
-    return float(np.median(np.diff(shifts)))
+def _sampled(num_frames: int) -> list[int]:
+    """The source frames the demo model sees: extract's 16, then the trainer's 8 of those."""
+    stored = sample_indices(num_frames, 16)
+    return [stored[i] for i in sample_indices(16, 8)]
 
 
-def test_motion_classes_differ_in_motion() -> None:
-    right, left = MOTIONS.index(("linear", 0, 4.0)), MOTIONS.index(("linear", 180, 4.0))
-    for seed in range(4):
-        r = _drift(render_clip(MOTIONS[right], 24, np.random.default_rng([seed, right, 0])))
-        l_ = _drift(render_clip(MOTIONS[left], 24, np.random.default_rng([seed, left, 0])))
-        assert r > 0.5 and l_ < -0.5, (seed, r, l_)
-    # Time-reversed "grow" is "shrink": the classes are motions, not looks.
-    assert ("scale", 1) in MOTIONS and ("scale", -1) in MOTIONS
+def _objects(frames: np.ndarray) -> tuple[np.ndarray, np.ndarray, np.ndarray, np.ndarray]:
+    """Per frame: object centroid (x, y), object area (pixels), object and background mean luma (0-255).
+
+    The object is whatever is clearly lighter than the frame's median (the background's colour).
+    """
+    luma = frames.astype(np.float32) @ np.array([0.299, 0.587, 0.114], np.float32)  # (T, H, W)
+    bg = np.median(luma.reshape(len(luma), -1), axis=1)
+    mask = luma > bg[:, None, None] + 45
+    area = mask.sum((1, 2))
+    ys, xs = np.mgrid[: luma.shape[1], : luma.shape[2]]
+    cx = (mask * xs).sum((1, 2)) / np.maximum(area, 1)
+    cy = (mask * ys).sum((1, 2)) / np.maximum(area, 1)
+    obj = (mask * luma).sum((1, 2)) / np.maximum(area, 1)
+    return np.stack([cx, cy], 1), area, obj, bg
+
+
+def _render(name: str, num_frames: int, seed: int) -> np.ndarray:
+    return render_clip(MOTIONS[name], num_frames, np.random.default_rng([seed, synth.CLASSES.index(name)]))
+
+
+def test_paths_stay_in_the_centre_crop() -> None:
+    u = (np.arange(120) + 0.5) / 120
+    x0, y0, x1, y1 = CROP
+    for name, motion in MOTIONS.items():
+        for seed in range(40):
+            rng = np.random.default_rng(seed)
+            x, y, half = path(motion, u, rng)
+            x, y = place(x, y, half, rng)
+            assert (x - half).min() >= x0 and (x + half).max() <= x1, (name, seed)
+            assert (y - half).min() >= y0 and (y + half).max() <= y1, (name, seed)
+            assert SIZE[0] - 1e-9 <= half.min() and half.max() <= SIZE[1] + 1e-9, (name, seed)
+
+
+def test_motion_is_in_normalised_clip_time() -> None:
+    """A class moves as far in a short clip as in a long one: the sampled views match whatever the length."""
+    for name in ("run", "pushup", "somersault", "brush_hair", "laugh"):
+        views = {}
+        for length in (17, 44, 119):  # the same seed: same object, path and place; only the length differs
+            centre, area, _, _ = _objects(_render(name, length, 0)[_sampled(length)])
+            travel = np.linalg.norm(np.diff(centre, axis=0), axis=1).sum()
+            views[length] = centre, travel, np.ptp(centre, axis=0), area
+        for length in (17, 44):
+            _, travel, extent, area = views[length]
+            assert travel == pytest.approx(views[119][1], rel=0.25, abs=8), (name, length)
+            assert extent == pytest.approx(views[119][2], rel=0.25, abs=8), (name, length)
+            assert area == pytest.approx(views[119][3], rel=0.3), (name, length)
+        # Sampled frame times differ by at most half a frame: with 44 frames or more the views nearly match.
+        assert np.abs(views[44][0] - views[119][0]).max() < 10, name
+    # ... while the speed classes stay apart: "run" travels twice as far as "walk" per clip.
+    for seed in range(3):
+        walk, run = (_objects(_render(n, 60, seed)[_sampled(60)])[0] for n in ("walk", "run"))
+        ratio = np.linalg.norm(run[-1] - run[0]) / np.linalg.norm(walk[-1] - walk[0])
+        assert 1.5 < ratio < 2.6, (seed, ratio)
+
+
+def test_directions_read_from_eight_sampled_frames() -> None:
+    """At most two cycles a clip: 8 sampled frames never alias a rotation into the opposite one."""
+    for name, sign in [("cartwheel", 1), ("flic_flac", -1), ("somersault", 1), ("handstand", -1)]:
+        for seed in range(4):
+            for length in (16, 37, 120):
+                (x, y), _, _, _ = (a.T if a.ndim == 2 else a for a in _objects(_render(name, length, seed)))
+                x, y = x[_sampled(length)], y[_sampled(length)]
+                d = np.diff(np.stack([x, y], 1), axis=0)
+                turning = d[:-1, 0] * d[1:, 1] - d[:-1, 1] * d[1:, 0]
+                assert np.all(-turning * sign > 0), (name, seed, length)  # image y points down
+    for name, (sx, sy) in [("walk", (1, 0)), ("push", (-1, 0)), ("jump", (0, -1)), ("fall_floor", (0, 1))]:
+        for seed in range(4):
+            (x, y), _, _, _ = (a.T if a.ndim == 2 else a for a in _objects(_render(name, 25, seed)))
+            dx, dy = np.diff(x[_sampled(25)]), np.diff(y[_sampled(25)])
+            assert np.all(dx * sx + dy * sy > 0), (name, seed)
+
+
+@pytest.mark.parametrize(
+    "forward, backward",
+    [("walk", "push"), ("run", "ride_horse"), ("ride_bike", "catch"), ("laugh", "smile"), ("shake_hands", "eat"), ("clap", "kiss"),
+     ("cartwheel", "flic_flac"), ("turn", "golf")],
+)  # fmt: skip
+def test_time_reversed_pairs(forward: str, backward: str) -> None:
+    """A clip played backwards is another class: the reversed track of one is the other's, up to its place."""
+    u = (np.arange(64) + 0.5) / 64
+    for seed in range(5):
+        a = np.stack(path(MOTIONS[forward], 1 - u, np.random.default_rng(seed)))
+        b = np.stack(path(MOTIONS[backward], u, np.random.default_rng(seed)))
+        a[:2] -= a[:2].mean(1, keepdims=True)
+        b[:2] -= b[:2].mean(1, keepdims=True)
+        assert np.allclose(a, b, atol=1e-6), (forward, backward, seed)
+
+
+def _eta2(values: np.ndarray, labels: np.ndarray) -> float:
+    """Share of the variance of ``values`` explained by the class (0: none, 1: all)."""
+    means = np.array([values[labels == k].mean() for k in labels])
+    return float(((means - values.mean()) ** 2).sum() / ((values - values.mean()) ** 2).sum())
+
+
+@pytest.mark.slow
+def test_appearance_does_not_tell_the_class_but_motion_does() -> None:
+    """Single-frame statistics (what a frame-averaged model sees) carry no class; the motion does."""
+    per_class, length = 8, 20
+    feats, labels = [], []
+    for k, name in enumerate(synth.CLASSES):
+        for seed in range(per_class):
+            frames = _render(name, length, 100 + seed)[_sampled(length)]
+            centre, area, obj, bg = _objects(frames)
+            assert area.min() > 150 and (obj - bg).min() > 60, (name, seed)  # visible: large, lighter
+            step = np.diff(centre, axis=0)
+            feats.append(
+                [*centre.mean(0), area.mean(), obj.mean(), bg.mean(), *frames.mean((0, 1, 2)), *step.mean(0)]
+            )
+            labels.append(k)
+    feats, labels = np.array(feats), np.array(labels)
+    # Chance level for 51 classes of 8 clips is about 50 / 407 = 0.12.
+    appearance = {
+        n: _eta2(feats[:, i], labels)
+        for i, n in enumerate(["x", "y", "area", "object", "background", "r", "g", "b"])
+    }
+    assert max(appearance.values()) < 0.3, appearance
+    motion = {n: _eta2(feats[:, 8 + i], labels) for i, n in enumerate(["dx", "dy"])}
+    assert min(motion.values()) > 0.6, motion
 
 
 @pytest.mark.slow
