@@ -32,6 +32,7 @@ from lsvit.pipeline.progress import progress_bar
 from lsvit.pipeline.records import RECORDS_DIRNAME, adopt, write_record
 from lsvit.pipeline.splits import ClipEntry, SplitSpec, links_outside
 from lsvit.pipeline.stats import clip_stats
+from lsvit.pipeline.synth import read_marker
 
 _DEVICE_RE = re.compile(r"^(auto|cpu|cuda(:\d+)?)$")
 
@@ -123,9 +124,13 @@ class _Task:
     fingerprint: str
 
 
-def _fingerprint(job: sh.ShardJob, cfg: ExtractConfig, device: str) -> str:
-    """What a shard is made from: its clips and every setting that changes its bytes."""
-    what = [__version__, cfg.split, cfg.frames, cfg.jpeg_quality, device.split(":")[0]]
+def _fingerprint(job: sh.ShardJob, cfg: ExtractConfig, device: str, synthetic: dict | None) -> str:
+    """What a shard is made from: its clips and every setting that changes its bytes.
+
+    A synthetic tree's marker is part of it: a tree synthesised again with other settings or by another
+    version of synth has the same clip names but other frames.
+    """
+    what = [__version__, cfg.split, cfg.frames, cfg.jpeg_quality, device.split(":")[0], synthetic]
     what += [[e.rel_path, e.label, e.subset] for e in job.entries]
     return hashlib.sha1(json.dumps(what).encode()).hexdigest()
 
@@ -196,7 +201,8 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
 
     Returns:
         A summary: ``split_dir``, ``index`` (its file name), ``planned`` (shards), ``shards`` (written, i.e.
-        non-empty), ``resumed``, ``samples``, ``failures``, ``device``.
+        non-empty), ``resumed``, ``samples``, ``failures``, ``device``, ``synthetic`` (the data root's synth
+        marker, None for real data).
 
     Raises:
         LsvitError: Missing data root or splits folder, bad split files, unusable device or ``--out``,
@@ -216,13 +222,14 @@ def run_extract(cfg: ExtractConfig, progress: bool = True) -> dict:
     for note in spec.notes:
         _say(f"note: {note}")
     subsets = cfg.subsets(spec)
+    synthetic = read_marker(cfg.data_root)  # None for real data
     device = resolve_device(cfg.device)  # logs why when "auto" falls back to the CPU
     jobs = sh.plan_shards([c for c in spec.clips if c.subset in subsets], cfg.shard_max_samples, cfg.part)
     make_dirs(cfg.out, "--out")
     make_dirs(cfg.split_dir / RECORDS_DIRNAME, "--out")
     what = "extract" if cfg.part[1] == 1 else f"extract --part {cfg.part[0]}/{cfg.part[1]}"
     with hold(cfg.split_dir, lock_name(cfg.part), what):  # parts have their own locks: they may run at once
-        return _extract(cfg, spec.classes, subsets, splits_dir, device, jobs, progress, archives)
+        return _extract(cfg, spec.classes, subsets, splits_dir, device, jobs, progress, archives, synthetic)
 
 
 def _extract(
@@ -234,6 +241,7 @@ def _extract(
     jobs: list[sh.ShardJob],
     progress: bool,
     archives: dict[str, str],
+    synthetic: dict | None,
 ) -> dict:
     split_dir = cfg.split_dir
     for name in sh.remove_stale(split_dir, [j.name for j in jobs], cfg.part):
@@ -247,7 +255,7 @@ def _extract(
             f"e.g. {links[0][0]} -> {links[0][1]}"
         )
     fields = (cfg.split, cfg.frames, device, cfg.jpeg_quality)
-    tasks = [_Task(j, root, out_dir, *fields, _fingerprint(j, cfg, device)) for j in jobs]
+    tasks = [_Task(j, root, out_dir, *fields, _fingerprint(j, cfg, device, synthetic)) for j in jobs]
     records = {}
     for t in tasks:  # sizes and sha256 checked: a damaged shard is extracted again, never adopted
         records[t.job.name], damaged = adopt(split_dir, t.job.name, t.fingerprint)
@@ -284,6 +292,7 @@ def _extract(
         expected=[e.rel_path for j in jobs for e in j.entries],
         config=config,
         part=cfg.part,
+        synthetic=synthetic,
     )
     return {
         "split_dir": str(split_dir),
@@ -294,4 +303,5 @@ def _extract(
         "samples": sum(s["count"] for s in index["shards"]),
         "failures": index["num_failures"],
         "device": device,
+        "synthetic": synthetic,
     }

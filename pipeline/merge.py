@@ -48,6 +48,7 @@ def write_index(
     expected: list[str],
     config: dict,
     part: tuple[int, int] = (0, 1),
+    synthetic: dict | None = None,
 ) -> dict:
     """Writes failures, then (for a whole split) the balancing manifests, then the index last.
 
@@ -61,6 +62,7 @@ def write_index(
         expected: Relative paths of every clip the records must account for.
         config: The resolved configuration.
         part: ``(i, N)``; a part gets ``index-p<i>of<N>.json`` and no manifests (``merge`` writes them).
+        synthetic: What generated the clips (``lsvit.pipeline.synth.read_marker``); None for real data.
 
     Returns:
         The index.
@@ -87,6 +89,7 @@ def write_index(
         "num_failures": len(failures),
         "config": config,
         "manifests": {},
+        "synthetic": synthetic,  # null: real videos
     }
     if part[1] > 1:
         index["part"] = f"{part[0]}/{part[1]}"
@@ -246,7 +249,7 @@ def merge_parts(split_dir: Path, dataset: str | None = None) -> dict:
 
 def _merge(split_dir: Path, parts: list[dict], n: int) -> dict:
     same = [{k: v for k, v in p["config"].items() if k not in ("part", "workers")} for p in parts]
-    keys = ("classes", "subsets", "split", "dataset")
+    keys = ("classes", "subsets", "split", "dataset", "synthetic")
     if any(s != same[0] for s in same) or any(p.get(k) != parts[0].get(k) for p in parts for k in keys):
         raise MergeError(f"{split_dir}: the parts were made with different settings; rerun them alike")
     records = _records(split_dir, parts)
@@ -269,4 +272,5 @@ def _merge(split_dir: Path, parts: list[dict], n: int) -> dict:
         records=records,
         expected=expected,
         config=config,
+        synthetic=parts[0].get("synthetic"),
     )

@@ -138,8 +138,13 @@ class ShardIndex:
         return self.data["config"]
 
     @property
-    def synthetic(self) -> dict | None:
-        """How ``synth`` generated the clips (at least ``generator``), or None for real data."""
+    def synthetic(self) -> dict[str, Any] | None:
+        """How ``synth`` generated the clips (at least ``generator``), or None for real data.
+
+        ``extract`` records the synth tree's marker (``lsvit.pipeline.synth.read_marker``): ``generator``,
+        ``motions`` (the motion set's version), ``version`` (lsvit's, when known) and the synth settings
+        (``scale``, ``seed``, ...). Indexes written before extract recorded it read as None.
+        """
         return self.data.get("synthetic")
 
     @property
@@ -276,6 +281,11 @@ def _problem(data: Any) -> str | None:
         isinstance(v, dict) for v in (*data.get("counts", {}).values(), *data.get("manifests", {}).values())
     ):
         return "'counts' or 'manifests' holds a non-object"
+    synthetic = data.get("synthetic")
+    if synthetic is not None and (
+        not isinstance(synthetic, dict) or not isinstance(synthetic.get("generator"), str)
+    ):
+        return "'synthetic' is neither null nor an object naming its generator"
     data.setdefault("counts", {})
     data.setdefault("config", {})
     data.setdefault("manifests", {})

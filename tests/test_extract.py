@@ -17,6 +17,8 @@ import webdataset as wds
 import lsvit.pipeline.extract as ex
 from lsvit.pipeline.errors import LsvitError
 from lsvit.pipeline.merge import merge_parts
+from lsvit.pipeline.shardindex import ShardIndexError, read_index
+from lsvit.pipeline.synth import MARKER, SynthConfig
 
 # class -> [(name, flag, frames)]: frames 0 = zero-byte file, -1 = garbage bytes, None = not on disk.
 LAYOUT = {
@@ -191,6 +193,7 @@ def test_parts_merge_to_the_single_run(base, tree, tmp_path) -> None:
     merged = merge_parts(tmp_path / "split1")
     single = json.loads((split_dir / "index.json").read_text())
     assert merged["counts"] == single["counts"] and merged["num_failures"] == single["num_failures"]
+    assert merged["synthetic"] is None and single["synthetic"] is None
     assert [(s["subset"], s["count"], s["sha256"]) for s in merged["shards"]] == [
         (s["subset"], s["count"], s["sha256"]) for s in single["shards"]
     ]
@@ -199,6 +202,40 @@ def test_parts_merge_to_the_single_run(base, tree, tmp_path) -> None:
     assert [s["url"] for s in merged["shards"]][:2] == ["train-p1of2-000001.tar", "train-p0of2-000002.tar"]
     for name in ["failures.jsonl", *(f for m in single["manifests"].values() for f in m.values())]:
         assert (tmp_path / "split1" / name).read_bytes() == (split_dir / name).read_bytes(), name
+
+
+def test_real_data_is_not_marked_synthetic(base) -> None:
+    split_dir, summary, _ = base
+    assert summary["synthetic"] is None and read_index(split_dir).synthetic is None
+
+
+def test_a_synthetic_tree_is_recorded_and_its_shards_redone_when_resynthesised(base, tree, tmp_path) -> None:
+    split_dir, _, _ = base
+    root = tmp_path / "synth"
+    shutil.copytree(tree, root)
+    marker = SynthConfig(root, scale=0.5).record() | {"version": "9.9"}
+    (root / MARKER).write_text(json.dumps(marker))
+    out = tmp_path / "out"
+    shutil.copytree(split_dir, out / "split1")  # shards of the same clip names, from before the marker
+    summary = ex.run_extract(_cfg(root, out, workers=0), progress=False)
+    index = read_index(out / "split1")
+    assert summary["synthetic"] == index.synthetic == index.data["synthetic"] == marker
+    assert index.synthetic["generator"] == "lsvit-pipeline synth" and index.synthetic["motions"] >= 2
+    assert summary["resumed"] == 0  # the marker is part of what a shard is made from
+    assert ex.run_extract(_cfg(root, out, workers=0), progress=False)["resumed"] == summary["planned"]
+    # A tree synthesised again (another seed) has the same clip names but other frames: all redone.
+    (root / MARKER).write_text(json.dumps(marker | {"seed": 1}))
+    summary = ex.run_extract(_cfg(root, out, workers=0), progress=False)
+    assert summary["resumed"] == 0 and read_index(out / "split1").synthetic["seed"] == 1
+
+
+@pytest.mark.parametrize("bad", [[], "yes", {"scale": 0.5}, {"generator": 2}])
+def test_index_synthetic_must_be_null_or_a_generator_record(base, tmp_path, bad) -> None:
+    split_dir, _, _ = base
+    index = json.loads((split_dir / "index.json").read_text())
+    (tmp_path / "index.json").write_text(json.dumps(index | {"synthetic": bad}))
+    with pytest.raises(ShardIndexError, match="synthetic"):
+        read_index(tmp_path)
 
 
 def _group_gone(pgid: int, timeout: float) -> bool:
