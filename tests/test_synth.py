@@ -65,6 +65,7 @@ def test_real_totals_match_the_shared_splits() -> None:
 
 def test_counts_and_split_sizes() -> None:
     assert synth.split_sizes(1.0) == (70, 30) and synth.split_sizes(0.1) == (7, 3)
+    assert synth.split_sizes(0.5) == (35, 15)  # the demo's
     assert synth.split_sizes(0.01) == (1, 1)
     assert synth.class_counts(1.0) == synth.REAL_TOTALS
     tenth = synth.class_counts(0.1)
