@@ -46,7 +46,7 @@ class DecodeError(LsvitError):
 class DecodedClip:
     """The sampled frames of one clip and what was learnt about it while decoding."""
 
-    frames: torch.Tensor
+    images: list[torch.Tensor]  # T (H, W, 3) uint8 CPU frames; padding repeats the same tensor
     indices: list[int]
     padded: int
     source_frames: int
@@ -55,6 +55,11 @@ class DecodedClip:
     duration: float
     width: int
     height: int
+
+    @functools.cached_property
+    def frames(self) -> torch.Tensor:
+        """The frames as one (T, H, W, 3) uint8 tensor (stacked on first use; extraction never needs it)."""
+        return torch.stack(self.images)
 
 
 @functools.cache
@@ -188,7 +193,8 @@ def decode_clip(path: Path, num_samples: int = 16, device: str = "cpu") -> Decod
         device: ``auto``, ``cpu``, ``cuda`` or ``cuda:N`` (see :func:`resolve_device`).
 
     Returns:
-        The sampled frames as a (T, H, W, 3) uint8 CPU tensor and the clip's metadata.
+        The sampled frames (``images``: T (H, W, 3) uint8 CPU tensors, ``frames``: the same stacked) and the
+        clip's metadata.
 
     Raises:
         DecodeError: If the file is missing, empty, not a video, has no video stream, decodes no frame or
@@ -219,19 +225,19 @@ def decode_clip(path: Path, num_samples: int = 16, device: str = "cpu") -> Decod
         if recount != count:
             raise DecodeError(f"decodes inconsistently ({count} frames, then {recount})")
     converter = _converter(dev)
-    rgb = {i: converter.convert(kept[i]).data.permute(1, 2, 0) for i in set(indices)}  # (H, W, 3)
-    frames = torch.stack([rgb[i] for i in indices]).cpu()
+    rgb = {i: converter.convert(kept[i]).data.permute(1, 2, 0).cpu() for i in set(indices)}  # (H, W, 3)
+    images = [rgb[i] for i in indices]
     if dev != "cpu":
         _warn_on_cpu_fallback(path, dev, meta.codec)
     duration = meta.duration_seconds_from_header or demuxer.metadata.duration_seconds_from_header
     return DecodedClip(
-        frames=frames,
+        images=images,
         indices=indices,
         padded=num_padded(count, num_samples),
         source_frames=count,
         header_frames=header,
         fps=fps,
         duration=float(duration or (count / fps if fps else 0.0)),
-        width=int(frames.shape[2]),
-        height=int(frames.shape[1]),
+        width=int(images[0].shape[1]),
+        height=int(images[0].shape[0]),
     )

@@ -152,7 +152,7 @@ def _clip_sample(entry: ClipEntry, task: _Task) -> dict | str:
         clip = decode_clip(path, task.frames, task.device)
     except DecodeError as e:
         return str(e)
-    return sh.clip_sample(entry, clip, clip_stats(clip.frames), task.split, task.jpeg_quality)
+    return sh.clip_sample(entry, clip, clip_stats(clip.images), task.split, task.jpeg_quality)
 
 
 def _run_shard(task: _Task, tick: Tick) -> dict:

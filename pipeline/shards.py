@@ -12,18 +12,19 @@ from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
 
-import webdataset as wds
 from torchcodec.encoders import JpegEncoder
 
 from lsvit.pipeline.atomic import atomic_open
 from lsvit.pipeline.decode import DecodedClip
 from lsvit.pipeline.errors import LsvitError
-from lsvit.pipeline.records import RECORDS_DIRNAME, file_sha256
+from lsvit.pipeline.records import RECORDS_DIRNAME
 from lsvit.pipeline.splits import SUBSETS, ClipEntry
+from lsvit.pipeline.tarstream import TarStream
 
 # Fixed tar header fields: together with deterministic content they make reruns byte-identical.
 TAR_MTIME = 0  # an int: a float mtime makes tarfile add a PAX header (1 kB) to every member
 TAR_OWNER = "lsvit"
+TAR_MODE = 0o444  # webdataset TarWriter's default
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _PART_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
@@ -76,9 +77,13 @@ def clip_sample(entry: ClipEntry, clip: DecodedClip, stats: dict, split: int, jp
         "cls": str(entry.label).encode(),
         "json": json.dumps(meta, sort_keys=True).encode(),
     }
-    width = max(2, len(str(len(clip.frames) - 1)))  # f00..f15; f000.. from 101 frames on
-    for i, frame in enumerate(clip.frames.permute(0, 3, 1, 2)):  # JpegEncoder wants CHW
-        sample[f"f{i:0{width}d}.jpg"] = JpegEncoder(frame).to_tensor(quality=jpeg_quality).numpy().tobytes()
+    width = max(2, len(str(len(clip.images) - 1)))  # f00..f15; f000.. from 101 frames on
+    encoded: dict[int, bytes] = {}  # a padded clip repeats its last frame: encode it once
+    for i, frame in enumerate(clip.images):
+        if id(frame) not in encoded:  # JpegEncoder wants CHW
+            jpeg = JpegEncoder(frame.permute(2, 0, 1)).to_tensor(quality=jpeg_quality)
+            encoded[id(frame)] = jpeg.numpy().tobytes()
+        sample[f"f{i:0{width}d}.jpg"] = encoded[id(frame)]
     return sample
 
 
@@ -180,7 +185,10 @@ class _NoShard(Exception):
 def write_shard(
     path: Path, samples: Iterable[dict], before_publish: Callable[[], None] | None = None
 ) -> dict:
-    """Writes samples with webdataset's ``TarWriter`` to ``<path>.tmp`` and renames it to ``path``.
+    """Writes samples as a tar to ``<path>.tmp`` and renames it to ``path``.
+
+    The bytes are exactly those of webdataset's ``TarWriter(encoder=False, mtime=0, user=group=lsvit)``
+    (:class:`lsvit.pipeline.tarstream.TarStream` writes them with less overhead and hashes them as it goes).
 
     Args:
         path: Final tar path.
@@ -197,16 +205,14 @@ def write_shard(
     count = 0
     try:
         with atomic_open(path, "wb") as fh:
-            with wds.TarWriter(
-                fh, user=TAR_OWNER, group=TAR_OWNER, compress=False, encoder=False, mtime=TAR_MTIME
-            ) as writer:
-                for sample in samples:
-                    writer.write(sample)
-                    count += 1
+            tar = TarStream(fh, mode=TAR_MODE, owner=TAR_OWNER, mtime=TAR_MTIME)
+            for sample in samples:
+                tar.write(sample)
+                count += 1
             if count == 0:
                 raise _NoShard
-            fh.flush()
-            info = {"count": count, "bytes": fh.tell(), "sha256": file_sha256(Path(fh.name))}
+            tar.close()
+            info = {"count": count, "bytes": tar.size, "sha256": tar.sha256.hexdigest()}
             if before_publish is not None:
                 before_publish()
     except _NoShard:

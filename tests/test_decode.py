@@ -119,6 +119,9 @@ def test_short_clip_pads_with_last_frame(tiny_clip: Path) -> None:
     np.testing.assert_allclose(means[:5].numpy(), [20, 60, 100, 140, 180], atol=3)
     assert torch.equal(clip.frames[5:], clip.frames[4:5].expand(11, -1, -1, -1))
     assert (clip.width, clip.height) == (64, 48)
+    # the padding repeats one tensor (converted and JPEG-encoded once); frames stacks the images
+    assert all(im is clip.images[4] for im in clip.images[5:]) and len({id(im) for im in clip.images}) == 5
+    assert clip.frames.shape == (16, 48, 64, 3) and torch.equal(clip.frames[7], clip.images[7])
 
 
 @pytest.mark.parametrize(

@@ -1,7 +1,9 @@
 """Shard format: keys, the shard plan, atomic reproducible tars, completion records."""
 
 import hashlib
+import io
 import json
+import random
 import re
 import subprocess
 
@@ -11,6 +13,7 @@ import webdataset as wds
 from lsvit.pipeline import merge, records
 from lsvit.pipeline import shards as sh
 from lsvit.pipeline.splits import ClipEntry
+from lsvit.pipeline.tarstream import TarStream
 
 KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -115,6 +118,37 @@ def test_write_shard_is_atomic_reproducible_and_plain_tar(tmp_path) -> None:
     assert "c__k0__00000000.cls" in listing and "1970-01-01" in listing and "lsvit/lsvit" in listing
     got = list(wds.WebDataset(str(a), shardshuffle=False).decode())
     assert [s["cls"] for s in got] == [0, 1, 2] and got[0]["json"] == {"a": 1}
+
+
+@pytest.mark.parametrize(
+    "stem", ["k", "k" * 94, "k" * 95, "a_" * 60 + "long"]
+)  # names up to and over 100 bytes
+def test_tar_stream_writes_exactly_what_webdataset_tarwriter_writes(tmp_path, stem) -> None:
+    rng = random.Random(0)
+    samples = [
+        {
+            "__key__": f"{stem}{i}",
+            "_hidden": b"never written",
+            "cls": str(i).encode(),
+            "json": b"{}",
+            "f00.jpg": rng.randbytes(size),
+        }
+        for i, size in enumerate([0, 1, 511, 512, 513, 10240, 30000])
+    ]
+    ours, theirs = io.BytesIO(), io.BytesIO()
+    stream = TarStream(ours, mode=sh.TAR_MODE, owner=sh.TAR_OWNER, mtime=sh.TAR_MTIME)
+    with wds.TarWriter(
+        theirs, user=sh.TAR_OWNER, group=sh.TAR_OWNER, compress=False, encoder=False, mtime=sh.TAR_MTIME
+    ) as writer:
+        for sample in samples:
+            stream.write(sample)
+            writer.write(sample)
+    stream.close()
+    assert ours.getvalue() == theirs.getvalue()
+    assert stream.size == len(ours.getvalue()) and stream.size % 10240 == 0
+    assert stream.sha256.hexdigest() == hashlib.sha256(ours.getvalue()).hexdigest()
+    with pytest.raises(ValueError, match="not bytes"):
+        stream.write({"__key__": "x", "cls": 3})
 
 
 def test_write_shard_failure_leaves_nothing(tmp_path) -> None:

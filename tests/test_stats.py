@@ -4,7 +4,7 @@ import numpy as np
 import pytest
 import torch
 
-from lsvit.pipeline.stats import STAT_NAMES, clip_stats
+from lsvit.pipeline.stats import STAT_FRAMES, STAT_NAMES, clip_stats, stat_frames
 
 
 def grey(values: np.ndarray) -> np.ndarray:
@@ -132,3 +132,23 @@ def test_tiny_frames_have_zero_blur() -> None:
 def test_bad_input(bad: np.ndarray) -> None:
     with pytest.raises(ValueError, match=r"\(T, H, W, 3\) uint8, got"):
         clip_stats(bad)
+
+
+def test_stat_frames_spread_evenly_and_all_when_few() -> None:
+    assert STAT_FRAMES == 4
+    assert stat_frames(16) == [2, 6, 10, 14]  # the centre of each quarter
+    assert stat_frames(3) == [0, 1, 2] and stat_frames(4) == [0, 1, 2, 3]
+    assert stat_frames(16, None) == list(range(16)) and stat_frames(10, 2) == [2, 7]
+
+
+def test_stats_look_at_four_of_sixteen_frames_and_take_lists() -> None:
+    rng = np.random.default_rng(2)
+    frames = rng.integers(0, 256, (16, 12, 10, 3), dtype=np.uint8)
+    frames[[0, 1, 15]] = 255  # frames outside the four looked at change nothing
+    picked = clip_stats(frames[[2, 6, 10, 14]], None)
+    assert clip_stats(frames) == picked
+    assert (
+        clip_stats(list(torch.from_numpy(frames))) == picked
+    )  # a list of (H, W, 3) frames, as extract passes
+    assert clip_stats(frames, None) != picked
+    assert clip_stats(frames, None)["color_mean"] == pytest.approx(frames.reshape(-1, 3).mean(0))
