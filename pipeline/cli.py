@@ -61,8 +61,14 @@ def extract(
     ] = "0/1",
     jpeg_quality: Annotated[
         int,
-        o.opt("--jpeg-quality", "JPEG quality of the frames.", envvar="JPEG_QUALITY", min=1, max=100),
-    ] = 90,
+        o.opt(
+            "--jpeg-quality",
+            "JPEG quality of the frames (80: ~39 dB PSNR, fewer bytes than the source AVI).",
+            envvar="JPEG_QUALITY",
+            min=1,
+            max=100,
+        ),
+    ] = 80,
     shard_size: Annotated[int, o.opt("--shard-size", "Clips per shard.", envvar="SHARD_SIZE", min=1)] = 128,
     balance_target: Annotated[
         int | None,
