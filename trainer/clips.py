@@ -14,7 +14,7 @@ import albumentations as A
 import numpy as np
 
 from lsvit.trainer.augment import AugConfig, eval_transform, jpeg_reduction, train_transform
-from lsvit.trainer.samples import decode_clip
+from lsvit.trainer.samples import decode_clip, pick_jpegs
 from lsvit.trainer.temporal import crop_offsets, train_indices, view_indices
 
 
@@ -52,7 +52,8 @@ def make_prepare(
     sampling: str = "uniform",
     stride: int | None = None,
     views: tuple[int, int] = (1, 1),
-) -> Callable[[dict], tuple[np.ndarray, int]]:
+    encoded: bool = False,
+) -> Callable[[dict], tuple[np.ndarray | list[bytes], int]]:
     """The per-sample function of one loader worker.
 
     Args:
@@ -64,11 +65,26 @@ def make_prepare(
         sampling: ``--frame-sampling`` (training only).
         stride: ``--frame-stride`` (``stride`` sampling only).
         views: ``(temporal views, spatial crops)`` (evaluation only).
+        encoded: Pick the frames but leave them encoded (``--decode cuda``): ``sample -> (JPEG bytes of
+            the T (training, 1x1) or T_views * T frames, label)``; the device decodes and augments them
+            (:class:`lsvit.trainer.jpegclips.DeviceFrames`).
 
     Returns:
         ``sample -> (frames, label)``: frames ``(T, H, W, 3)`` for training and 1x1 evaluation, else
         ``(views, T, H, W, 3)``.
     """
+    if encoded:
+        if train:
+            rng = np.random.default_rng(seed)
+            return lambda s: pick_jpegs(
+                s, num_frames, lambda n: train_indices(sampling, n, num_frames, rng, stride)
+            )
+        temporal = views[0]
+        return lambda s: pick_jpegs(
+            s,
+            num_frames,
+            lambda n: [i for v in range(temporal) for i in view_indices(n, num_frames, v, temporal)],
+        )
     reduction = partial(jpeg_reduction, img_size=img_size, aug=aug if train else None)
     if train:
         rng = np.random.default_rng(seed)

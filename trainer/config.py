@@ -13,6 +13,7 @@ from lsvit.trainer.modelargs import ModelKwargsError, check_model_kwargs
 BALANCE = ("none", "oversample", "undersample", "hybrid")
 AMP = ("auto", "bf16", "fp16", "off")
 FRAME_SAMPLING = ("uniform", "random", "stride")  # trainer.temporal (not imported: it needs numpy)
+DECODE = ("auto", "cpu", "cuda")  # trainer.jpegclips (not imported: it needs torch)
 MIXUP_MODES = ("batch", "pair", "elem")  # timm.data.Mixup's modes
 DEVICES = ("auto", "cuda", "mps", "cpu")
 MODEL_PATTERNS = ("lsvit_*", "vit_frameavg_*")
@@ -73,6 +74,7 @@ class TrainConfig:
     amp: str = "auto"
     device: str = "auto"
     workers: int | None = None
+    decode: str = "auto"  # JPEGs: cpu = the loader workers (OpenCV); cuda = nvJPEG + GPU augmentation
     seed: int = 0
     verify_shards: bool = True  # hash local shards against index.json before training (trainer.preflight)
     out: str = "runs/lsvit"
@@ -102,6 +104,7 @@ class TrainConfig:
         _choice("balance", self.balance, BALANCE)
         _choice("amp", self.amp, AMP)
         _choice("device", self.device, DEVICES)
+        _choice("decode", self.decode, DECODE)
         from lsvit.trainer.families import check_name, default_input
 
         if problem := check_name(str(self.model), available_models):

@@ -26,6 +26,8 @@ Design (every DDP rank runs the same number of steps, whatever the shard sizes):
   (``trainer.clips``).
 * Frames stay uint8 until they are on the device (`normalize`); batches are (B, T, 3, H, W) views of
   channels-last (B, T, H, W, 3) memory, so ``x.flatten(0, 1)`` feeds a channels-last conv directly.
+* ``decode_device`` (``--decode cuda``): workers pick the frames but pass their JPEG bytes on; each batch
+  is decoded (nvJPEG) and augmented on that device as it leaves the loader (``trainer.jpegclips``).
 """
 
 import random
@@ -44,6 +46,7 @@ from lsvit.pipeline.errors import LsvitError
 from lsvit.pipeline.shardindex import is_url, read_index, resolve_split_dir
 from lsvit.trainer.augment import AugConfig
 from lsvit.trainer.clips import make_prepare
+from lsvit.trainer.jpegclips import DeviceFrames, JpegClips
 from lsvit.trainer.preprocess import normalize  # re-exported: the loader's batches go through it
 from lsvit.trainer.samples import counted
 from lsvit.trainer.shardset import (
@@ -90,6 +93,9 @@ class DataConfig:
     frame_sampling: str = "uniform"  # training frame choice; evaluation is always uniform
     frame_stride: int | None = None  # for ``stride`` sampling; None: stored frames // num_frames
     test_views: tuple[int, int] = (1, 1)  # evaluation (temporal views, spatial crops)
+    # None: workers decode and augment (OpenCV, albumentations); a device: workers only pick the frames'
+    # JPEG bytes and that device decodes and augments each batch (nvJPEG on CUDA, trainer.jpegclips)
+    decode_device: str | None = None
 
     def __post_init__(self) -> None:
         if self.balance not in BALANCE:
@@ -182,16 +188,21 @@ class ClipStream(IterableDataset):
             sampling=cfg.frame_sampling,
             stride=cfg.frame_stride,
             views=cfg.test_views,
+            encoded=cfg.decode_device is not None,
         )
 
-        def prepare(s: dict) -> tuple[np.ndarray, int, str]:
+        def prepare(s: dict) -> tuple[np.ndarray | list[bytes], int, str]:
             return (*clip(s), s["__key__"])
 
+        collate = _collate
+        if cfg.decode_device is not None:  # each batch's augmentation seed, drawn in stream order
+            batch_seeds = random.Random(seed + 1)
+            collate = lambda samples: _collate_jpegs(samples, batch_seeds.getrandbits(62))  # noqa: E731
         batches = iter(
             wds.DataPipeline(
                 lambda: self._draws(worker, workers, random.Random(seed)),
                 wds.map(prepare),
-                wds.batched(cfg.batch_size, collation_fn=_collate, partial=not self.train),
+                wds.batched(cfg.batch_size, collation_fn=collate, partial=not self.train),
             )
         )
         if self.train:
@@ -218,11 +229,22 @@ def _collate(samples: list[tuple[np.ndarray, int, str]]) -> tuple[torch.Tensor, 
     return frames.permute(*order), labels, [s[2] for s in samples]
 
 
-class _Epoch:
-    """Iterable over exactly ``steps`` batches of one rank; eval pads by repeating the last batch."""
+def _collate_jpegs(
+    samples: list[tuple[list[bytes], int, str]], seed: int
+) -> tuple[JpegClips, torch.Tensor, list[str]]:
+    labels = torch.tensor([s[1] for s in samples], dtype=torch.int64)
+    return JpegClips([s[0] for s in samples], seed), labels, [s[2] for s in samples]
 
-    def __init__(self, loader: DataLoader, steps: int, train: bool, exact: bool = True):
-        self.loader, self.steps, self.train, self.exact = loader, steps, train, exact
+
+class _Epoch:
+    """Iterable over exactly ``steps`` batches of one rank; eval pads by repeating the last batch.
+
+    With ``frames`` (``--decode cuda``) each batch's :class:`JpegClips` become uint8 frames on the device
+    here, in the consuming process.
+    """
+
+    def __init__(self, loader: DataLoader, steps: int, train: bool, exact: bool = True, frames=None):
+        self.loader, self.steps, self.train, self.exact, self.frames = loader, steps, train, exact, frames
 
     def __len__(self) -> int:
         return self.steps
@@ -234,6 +256,13 @@ class _Epoch:
             yield batch
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
+        if self.frames is None:
+            yield from self._batches()
+            return
+        for clips, labels, keys in self._batches():
+            yield self.frames(clips) if isinstance(clips, JpegClips) else clips, labels, keys
+
+    def _batches(self) -> Iterator[tuple]:
         n, last = 0, None
         if not self.exact:  # a filtered evaluation subset: whatever this rank's shards hold
             yield from self._batches()
@@ -294,4 +323,14 @@ def make_loader(
         pin_memory=pin,
         prefetch_factor=cfg.prefetch_factor if workers > 0 else None,
     )
-    return _Epoch(loader, ss.steps, train, ss.exact), ss.steps
+    frames = None
+    if cfg.decode_device is not None:
+        frames = DeviceFrames(
+            cfg.decode_device,
+            cfg.img_size,
+            cfg.num_frames,
+            train,
+            cfg.aug,
+            (1, 1) if train else cfg.test_views,
+        )
+    return _Epoch(loader, ss.steps, train, ss.exact, frames), ss.steps

@@ -71,29 +71,7 @@ def decode_clip(
     Raises:
         SampleError: missing/undecodable frames, frames of different sizes, or inconsistent labels.
     """
-    where = f"sample {sample['__key__']!r} in {sample.get('__url__')}"
-    names = sorted((int(m.group(1)), k) for k in sample if (m := _FRAME.fullmatch(k)))
-    if not names or "cls" not in sample:
-        raise _damaged(where, "has no fNN.jpg frames or no cls member")
-    try:
-        label = int(sample["cls"])
-        meta = json.loads(sample["json"]) if "json" in sample else {}
-    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
-        raise _damaged(where, f"unreadable cls/json member ({e})") from e
-    if isinstance(meta, dict) and meta.get("label", label) != label:
-        raise _damaged(where, f"json label {meta['label']} differs from cls {label}")
-    picks = list(pick(len(names))) if pick is not None else sample_indices(len(names), num_frames)
-    if not picks or not all(0 <= i < len(names) for i in picks):
-        raise ValueError(f"frame picks {picks} outside the {len(names)} stored frames")
-    # Every frame's header is read before any is decoded: a damaged size never reaches the decoder.
-    sizes = {}
-    for i in dict.fromkeys(picks):
-        try:
-            sizes[i] = jpeg_size(sample[names[i][1]])
-        except JpegHeaderError as e:
-            raise _damaged(where, f"{names[i][1]} {e}") from e
-    if len(set(sizes.values())) > 1:
-        raise _damaged(where, f"frames differ in size ({sorted(set(sizes.values()))})")
+    where, names, picks, sizes, label = _picked(sample, num_frames, pick)
     flags = _IMREAD[1]
     if reduction is not None:
         factor = reduction(*sizes[picks[0]])
@@ -117,6 +95,60 @@ def decode_clip(
             raise _damaged(where, "frames differ in size after decoding")
         clip[t], done[i] = frame, t
     return clip, label
+
+
+def _picked(
+    sample: dict, num_frames: int, pick: Callable[[int], Sequence[int]] | None
+) -> tuple[str, list[tuple[int, str]], list[int], dict[int, tuple[int, int]], int]:
+    """Where the sample is from, its frame members in order, the picked positions, their JPEG sizes
+    (from the headers: a damaged size never reaches a decoder) and the label (checked against json)."""
+    where = f"sample {sample['__key__']!r} in {sample.get('__url__')}"
+    names = sorted((int(m.group(1)), k) for k in sample if (m := _FRAME.fullmatch(k)))
+    if not names or "cls" not in sample:
+        raise _damaged(where, "has no fNN.jpg frames or no cls member")
+    try:
+        label = int(sample["cls"])
+        meta = json.loads(sample["json"]) if "json" in sample else {}
+    except (ValueError, UnicodeDecodeError) as e:  # JSONDecodeError is a ValueError
+        raise _damaged(where, f"unreadable cls/json member ({e})") from e
+    if isinstance(meta, dict) and meta.get("label", label) != label:
+        raise _damaged(where, f"json label {meta['label']} differs from cls {label}")
+    picks = list(pick(len(names))) if pick is not None else sample_indices(len(names), num_frames)
+    if not picks or not all(0 <= i < len(names) for i in picks):
+        raise ValueError(f"frame picks {picks} outside the {len(names)} stored frames")
+    # Every frame's header is read before any is decoded: a damaged size never reaches the decoder.
+    sizes = {}
+    for i in dict.fromkeys(picks):
+        try:
+            sizes[i] = jpeg_size(sample[names[i][1]])
+        except JpegHeaderError as e:
+            raise _damaged(where, f"{names[i][1]} {e}") from e
+    if len(set(sizes.values())) > 1:
+        raise _damaged(where, f"frames differ in size ({sorted(set(sizes.values()))})")
+    return where, names, picks, sizes, label
+
+
+def pick_jpegs(
+    sample: dict, num_frames: int, pick: Callable[[int], Sequence[int]] | None = None
+) -> tuple[list[bytes], int]:
+    """The encoded JPEGs of the frames :func:`decode_clip` would decode, undecoded (``--decode cuda``).
+
+    Their headers are checked as for :func:`decode_clip` (sizes within bounds and equal), so the device
+    decoder never sees a damaged size.
+
+    Args:
+        sample: Raw sample from `read_shard`.
+        num_frames: Frames wanted.
+        pick: As for :func:`decode_clip`.
+
+    Returns:
+        ``(JPEG bytes in output order (repeats share one object), label)``.
+
+    Raises:
+        SampleError: missing or damaged frames, or inconsistent labels.
+    """
+    _, names, picks, _, label = _picked(sample, num_frames, pick)
+    return [sample[names[i][1]] for i in picks], label
 
 
 def _damaged(where: str, what: str) -> SampleError:

@@ -48,6 +48,8 @@ class Stepper:
         self.ema = ModelEmaV3(self.model, decay=cfg.ema_decay) if cfg.ema else None
         self.criterion, self.mixup = build_loss(cfg, num_classes)
         self.step = 0  # optimizer updates over the whole run
+        self._losses: tuple[torch.Tensor, ...] = ()
+        self._loss_so_far = float("nan")
         self.ddp: torch.nn.Module = self.model
         self.max_steps: int | None = None  # --max-steps: end the epoch once the run reaches this update
         # Called after each update with (update, its mean loss as a device tensor, lr): TensorBoard.
@@ -117,8 +119,11 @@ class Stepper:
         self.ddp.train()
         self.opt.zero_grad(set_to_none=True)
         accum, full = cfg.accum_steps, steps - steps % cfg.accum_steps
-        loss_sum, seen, t0, done = 0.0, 0, time.perf_counter(), 0
-        update_loss, update_n = None, 0  # this update's micro-batches, kept on the device
+        # Losses add up on the device: the host waits for the GPU once per update, not once per micro-step.
+        loss_sum = torch.zeros((), device=ctx.device)
+        update_loss = torch.zeros((), device=ctx.device)  # this update's micro-batches
+        seen, update_n, t0, done, shown = 0, 0, time.perf_counter(), 0, float("nan")
+        self._losses = (update_loss, loss_sum)  # read by _update: its one host sync checks and reports them
         bar = progress_bar(
             total=steps,
             desc=f"epoch {epoch + 1}/{cfg.epochs}",
@@ -139,37 +144,42 @@ class Stepper:
                     logits = self.ddp(x)
                 loss = self.criterion(logits.float(), target)
                 self.scaler.scale(loss / group).backward()
-            value = loss.item()
-            if not math.isfinite(value):
-                fail(f"loss is {value}")
-            loss_sum, seen = loss_sum + value * labels.numel(), seen + labels.numel()
-            part = loss.detach() * labels.numel()
-            update_loss = part if update_loss is None else update_loss + part
-            update_n += labels.numel()
+            part = loss.detach() * labels.shape[0]
+            update_loss += part
+            loss_sum += part
+            seen, update_n = seen + labels.shape[0], update_n + labels.shape[0]
             if last_micro:
                 done += 1
                 self._update(epoch * self.upe + done, fail)
+                shown = self._loss_so_far / seen
                 if self.on_update is not None:
                     self.on_update(self.step, update_loss / update_n, self.lr())
-                update_loss, update_n = None, 0
+                update_loss.zero_()
+                update_n = 0
             rate = seen * ctx.world_size / (time.perf_counter() - t0)
             bar.update()
-            bar.set_postfix(
-                step=self.step, loss=f"{loss_sum / seen:.3f}", lr=f"{self.lr():.2e}", clips_s=f"{rate:.1f}"
-            )
+            bar.set_postfix(step=self.step, loss=f"{shown:.3f}", lr=f"{self.lr():.2e}", clips_s=f"{rate:.1f}")
             if last_micro and self.max_steps is not None and self.step >= self.max_steps:
                 break  # every rank has made the same updates, so all stop here together
         bar.close()
-        total_loss, total_seen = all_sum([loss_sum, float(seen)], ctx)
+        total_loss, total_seen = all_sum([loss_sum.item(), float(seen)], ctx)
         return total_loss / max(total_seen, 1), total_seen / (time.perf_counter() - t0)
 
     def _update(self, position: int, fail: Callable[[str], None]) -> None:
+        """Clips, checks the update's loss (and the gradient norm) and steps: the one host sync of an update."""
+        checks = list(self._losses)  # (this update's loss sum, the epoch's running loss sum)
         if self.cfg.clip_grad is not None:
             self.scaler.unscale_(self.opt)
             norm = torch.nn.utils.clip_grad_norm_(self.model.parameters(), self.cfg.clip_grad)
             # Gradients are all-reduced, so every rank sees the same norm; fp16 overflow is the scaler's job.
-            if not self.scaler.is_enabled() and not torch.isfinite(norm):
-                fail(f"gradient norm is {norm.item()}")
+            if not self.scaler.is_enabled():
+                checks.append(norm)
+        values = torch.stack([c.detach().float() for c in checks]).tolist()
+        if not math.isfinite(values[0]):
+            fail(f"loss is {values[0]}")
+        if len(values) > 2 and not math.isfinite(values[2]):
+            fail(f"gradient norm is {values[2]}")
+        self._loss_so_far = values[1]
         self.scaler.step(self.opt)
         self.scaler.update()
         self.opt.zero_grad(set_to_none=True)

@@ -36,6 +36,7 @@ from lsvit.trainer.data import DataConfig, make_loader
 from lsvit.trainer.distributed import Dist, barrier, default_workers, gather_objects, setup, teardown
 from lsvit.trainer.evaluate import EvalResult, evaluate
 from lsvit.trainer.header import RunShape, announce, init_source
+from lsvit.trainer.jpegclips import resolve_decode
 from lsvit.trainer.optim import schedule_changes, updates_per_epoch
 from lsvit.trainer.plots import plot_curves
 from lsvit.trainer.preflight import check_shards, shard_errors
@@ -135,8 +136,15 @@ class _Run:
             val_fraction=cfg.val_fraction,
             frame_sampling=cfg.frame_sampling,
             frame_stride=cfg.frame_stride,
+            decode_device=str(ctx.device) if resolve_decode(cfg.decode, ctx.device) == "cuda" else None,
         )
         if say is not None:
+            where = (
+                "workers read bytes, nvJPEG + GPU augmentation"
+                if self.data.decode_device
+                else "in the workers"
+            )
+            say(f"JPEG decoding and augmentation: {where} (--decode {cfg.decode})")
             check_shards(index, self.data, cfg.verify_shards, say)
         path = cfg.resume_path
         ckpt = ck.load_checkpoint(path, resume=True) if path is not None else None

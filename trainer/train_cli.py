@@ -12,7 +12,7 @@ import typer
 
 from lsvit.pipeline import options as o
 from lsvit.pipeline.errors import LsvitError, clip, short
-from lsvit.trainer.config import AMP, BALANCE, FRAME_SAMPLING, MIXUP_MODES, TrainConfig
+from lsvit.trainer.config import AMP, BALANCE, DECODE, FRAME_SAMPLING, MIXUP_MODES, TrainConfig
 
 D = TrainConfig  # dataclass defaults, shown in --help
 DATA, MODEL, OPTIM, AUG, EVAL = "Data", "Model", "Optimisation", "Augmentation", "Validation and test"
@@ -196,6 +196,15 @@ def train_command(
     workers: Annotated[
         int | None, _o("--workers", "Loader processes per rank (default: cores).", HARDWARE, min=0)
     ] = None,
+    decode: Annotated[
+        str,
+        _o(
+            "--decode",
+            f"JPEG decoding and augmentation: {', '.join(DECODE)}; cuda = nvJPEG and GPU augmentation "
+            "(workers only read bytes), auto = cuda when training on CUDA and nvJPEG works.",
+            HARDWARE,
+        ),
+    ] = D.decode,
     config: Annotated[
         Path | None, _o("--config", "YAML/JSON file of options (same names); flags override it.", RUN)
     ] = None,
