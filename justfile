@@ -59,10 +59,21 @@ bench:
     python bench/model.py
     python bench/export.py
     python bench/model_zoo.py
+    python bench/train.py
 
 # Training frame sampling (uniform, random, stride) side by side on the demo config; needs the demo's shards.
 bench-sampling *args:
     python bench/frame_sampling.py --config configs/demo.yaml {{args}}
+
+# On a machine with a package index: the wheels and .deb files gpu-check installs offline (gpu/prepare.py;
+# pass the target's facts: `python3 gpu/check.py --probe > target.json` there, then `just gpu-prepare --probe target.json`).
+gpu-prepare *args:
+    python gpu/prepare.py {{args}}
+
+# On a GPU machine, offline: install from .whl/ and .deb/, run every CUDA path, write reports/gpu-check.md
+# (without just: python3 gpu/check.py).
+gpu-check *args:
+    python3 gpu/check.py {{args}}
 
 lint:
     ruff check .
