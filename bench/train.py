@@ -174,7 +174,9 @@ def worker_section(a, shards: Path, device: torch.device) -> None:
         for decode in ("cpu", "bytes"):
             c = cfg if decode == "cpu" else DataConfig(**{**cfg.__dict__, "decode_device": str(device)})
             loader, _ = make_loader(c, "train", train=True, epoch=r)
-            it = iter(loader.loader if decode == "bytes" else loader)  # bytes: the workers' output, undecoded
+            it = iter(
+                loader.batches if decode == "bytes" else loader
+            )  # bytes: the workers' output, undecoded
             frames = DeviceFrames(device, a.img_size, a.frames, train=True)
             n, worker_s, dev_s = 0, 0.0, 0.0
             while True:

@@ -19,62 +19,19 @@ the tail of each step's output. Without CUDA the GPU steps are reported as skipp
 """
 
 import argparse
-import ctypes.util
-import importlib.metadata as md
 import json
 import os
-import platform
-import re
 import shutil
-import subprocess
 import sys
 import time
 from pathlib import Path
 
 ROOT = Path(__file__).resolve().parents[1]
+sys.path.insert(0, str(Path(__file__).resolve().parent))
+import provision  # noqa: E402  gpu/provision.py: standard library only, like this script
+from provision import PROBE_CODEC, PROBE_TORCH, run  # noqa: E402
+
 STEPS = ("install", "tests", "extract", "train", "bench")
-TEST_TOOLS = ("pytest", "pytest-timeout")
-
-
-def needed() -> list[str]:
-    """lsvit's runtime dependencies (pyproject.toml) except torch and torchvision, plus the test tools."""
-    text = (ROOT / "pyproject.toml").read_text()
-    block = re.search(r"^dependencies = \[(.*?)^\]", text, re.S | re.M)[1]  # no tomllib before 3.11
-    names = [re.split(r"[\s<>=!~;\[]", d, maxsplit=1)[0] for d in re.findall(r'"([^"]+)"', block)]
-    return [n for n in names if n.lower() not in ("torch", "torchvision")] + list(TEST_TOOLS)
-
-
-FFMPEG = re.compile(r"lib(avcodec|avformat|avutil|swscale|swresample|avfilter|avdevice)\b")
-PROBE_TORCH = "import json, torch; print(json.dumps([torch.__version__, torch.version.cuda, torch.cuda.is_available() and torch.cuda.get_device_name(0)]))"
-PROBE_CODEC = (
-    "from torchcodec.decoders import Demuxer, decode_jpeg; import torchcodec; print(torchcodec.__version__)"
-)
-
-
-def run(cmd: list[str], env: dict, timeout: int, cwd: Path = ROOT) -> tuple[int, str]:
-    """(exit status, combined output) of a command; a time-out is status 124."""
-    try:
-        p = subprocess.run(cmd, cwd=cwd, env=env, capture_output=True, text=True, timeout=timeout)
-        return p.returncode, p.stdout + p.stderr
-    except subprocess.TimeoutExpired as e:
-        out = (e.stdout or b"").decode(errors="replace") if isinstance(e.stdout, bytes) else e.stdout or ""
-        return 124, out + f"\n[timed out after {timeout} s]"
-
-
-def probe() -> dict:
-    """Python, torch (version, CUDA, device), installed distributions, glibc and FFmpeg libraries present."""
-    code, out = run([sys.executable, "-c", PROBE_TORCH], dict(os.environ), 120)
-    torch_v, cuda, gpu = json.loads(out.strip().splitlines()[-1]) if code == 0 else (None, None, None)
-    return {
-        "python": f"{sys.version_info.major}.{sys.version_info.minor}",
-        "torch": torch_v,
-        "torch_cuda": cuda,
-        "gpu": gpu or None,
-        "glibc": os.confstr("CS_GNU_LIBC_VERSION") if hasattr(os, "confstr") else None,
-        "platform": platform.platform(),
-        "have": sorted({d.metadata["Name"].lower() for d in md.distributions() if d.metadata["Name"]}),
-        "ffmpeg": {n: ctypes.util.find_library(n) for n in ("avcodec", "avformat", "avutil", "swscale")},
-    }
 
 
 class Check:
@@ -102,7 +59,7 @@ class Check:
     def install(self) -> None:
         t0, notes, out = time.time(), [], ""
         wheels = self.a.wheels
-        missing = [n for n in needed() if not _has(n)]
+        missing = [n for n in provision.needed() if not provision.has(n)]
         if missing:
             if not wheels.is_dir():
                 return self.record(
@@ -122,7 +79,7 @@ class Check:
                 if code == 0
                 else f"pip failed for {missing}"
             )
-        if not _has("lsvit"):
+        if not provision.has("lsvit"):
             code, o = run(
                 [
                     sys.executable,
@@ -176,46 +133,16 @@ class Check:
                 self._lib_path(lib)
 
     def _from_debs(self) -> str | None:
-        debs = sorted(self.a.debs.glob("*.deb")) if self.a.debs.is_dir() else []
-        if not debs or not shutil.which("dpkg"):
-            return None
-        manifest = (
-            json.loads((self.a.debs / "MANIFEST.json").read_text())
-            if (self.a.debs / "MANIFEST.json").exists()
-            else {}
-        )
-        glibc = (os.confstr("CS_GNU_LIBC_VERSION") or "glibc 0").split()[-1]
-        if _ver(glibc) < _ver(manifest.get("glibc", "0")):
-            return f".deb libraries need glibc >= {manifest['glibc']}, this machine has {glibc}: skipped"
-        prefix = ROOT / ".gpu-prefix" / "deb"
-        shutil.rmtree(prefix, ignore_errors=True)
-        prefix.mkdir(parents=True)
-        for d in debs:
-            code, out = run(["dpkg", "-x", str(d), str(prefix)], self.env, 120)
-            if code != 0:
-                return f"dpkg -x {d.name} failed ({_last(out)})"
-        lib = prefix / "usr/lib/x86_64-linux-gnu"
-        system = subprocess.run(["ldconfig", "-p"], capture_output=True, text=True).stdout
-        for so in lib.glob("*.so*"):  # fill gaps only: the system's own copies stay in charge
-            if not FFMPEG.match(so.name) and f"{so.name} " in system:
-                so.unlink()
-        self._lib_path(lib)
-        return f"unpacked {len(debs)} .deb files into {prefix.relative_to(ROOT)} (Debian {manifest.get('debian', '?')})"
+        note, lib = provision.from_debs(self.a.debs, ROOT / ".gpu-prefix" / "deb")
+        if lib is not None:
+            self._lib_path(lib)
+        return note
 
     def _from_av(self) -> str | None:
-        wheel = next(iter(sorted(self.a.wheels.glob("av-*.whl"))), None) if self.a.wheels.is_dir() else None
-        if wheel is None:
-            return None
-        prefix = ROOT / ".gpu-prefix" / "av"
-        shutil.rmtree(prefix, ignore_errors=True)
-        shutil.unpack_archive(str(wheel), str(prefix), "zip")
-        libs = prefix / "av.libs"
-        for so in libs.glob("*.so*"):  # libavcodec-d61378e8.so.63.1.102 -> libavcodec.so.63, the soname
-            m = re.match(r"(lib[\w+]+?)-[0-9a-f]{8}\.so\.(\d+)", so.name)
-            if m and not (libs / f"{m[1]}.so.{m[2]}").exists():
-                (libs / f"{m[1]}.so.{m[2]}").symlink_to(so.name)
-        self._lib_path(libs)
-        return f"linked the FFmpeg bundled in {wheel.name}"
+        note, lib = provision.from_av(self.a.wheels, ROOT / ".gpu-prefix" / "av")
+        if lib is not None:
+            self._lib_path(lib)
+        return note
 
     # --- 2. tests -------------------------------------------------------------------------------------
     def tests(self) -> None:
@@ -234,8 +161,9 @@ class Check:
         t0 = time.time()
         if not self.cuda:
             return self.record("extract --device cuda", "skipped (no CUDA)", 0, "")
-        code, out = self.py(
-            _EXTRACT.format(videos=str(self.a.videos), work=str(self.a.work / "extract")), 600
+        cmd = [sys.executable, "gpu/compare_extract.py", "--videos", str(self.a.videos)]
+        code, out = run(
+            [*cmd, "--work", str(self.a.work / "extract"), "--devices", "cuda,cpu"], self.env, 600
         )
         self.record(
             "extract --device cuda vs cpu", "ok" if code == 0 else "FAIL", time.time() - t0, _last(out), out
@@ -287,7 +215,7 @@ class Check:
         self.record("bench/train.py", "ok" if code == 0 else "FAIL", time.time() - t0, figures, out)
 
     def write(self, started: float) -> Path:
-        facts = probe()
+        facts = provision.probe()
         head = [
             "# lsvit GPU check",
             f"{time.strftime('%Y-%m-%d %H:%M:%S')}, {time.time() - started:.0f} s; Python {facts['python']}, torch "
@@ -300,47 +228,6 @@ class Check:
         self.a.report.parent.mkdir(parents=True, exist_ok=True)
         self.a.report.write_text("\n".join(head) + "\n\n" + "\n".join(self.sections))
         return self.a.report
-
-
-_EXTRACT = """
-import shutil, sys
-from pathlib import Path
-import numpy as np, webdataset as wds
-from lsvit.pipeline.extract import ExtractConfig, run_extract
-videos, work = Path({videos!r}), Path({work!r})
-shutil.rmtree(work, ignore_errors=True)
-root = work / "data"; (root / "splits").mkdir(parents=True)
-clips = sorted(p for p in videos.iterdir() if p.suffix in (".avi", ".mp4"))
-assert clips, f"no clips in {{videos}}"
-for i, p in enumerate(clips):
-    (root / "real").mkdir(exist_ok=True); shutil.copy(p, root / "real" / p.name)
-(root / "splits" / "real_test_split1.txt").write_text("".join(f"{{p.name}} 1 \\n" for p in clips))
-out = {{}}
-for dev in ("cpu", "cuda"):
-    cfg = ExtractConfig(data_root=root, splits_dir=root / "splits", out=work / dev, device=dev, workers=0)
-    r = run_extract(cfg, progress=False); assert r["device"].startswith(dev), r
-    out[dev] = {{s["__key__"]: s for s in wds.WebDataset(str(work / dev / "split1" / "train-000000.tar"), shardshuffle=False).decode("rgb8")}}
-bad = 0
-for key, c in out["cpu"].items():
-    g = out["cuda"][key]
-    same = (c["json"]["source_frames"], c["json"]["indices"]) == (g["json"]["source_frames"], g["json"]["indices"])
-    diff = np.mean([np.abs(c[f].astype(int) - g[f]).mean() for f in c if f.endswith(".jpg")])
-    bad += (not same) or diff > 3.0
-    print(f"{{key[:40]:40s}} frames {{c['json']['source_frames']}} same indices {{same}}  mean |cpu-cuda| {{diff:.2f}}")
-print(f"{{len(out['cpu'])}} clips, {{bad}} differ"); sys.exit(1 if bad else 0)
-"""
-
-
-def _has(dist: str) -> bool:
-    try:
-        md.version(dist)
-        return True
-    except md.PackageNotFoundError:
-        return False
-
-
-def _ver(text: str) -> tuple[int, ...]:
-    return tuple(int(x) for x in re.findall(r"\d+", text)[:2])
 
 
 def _last(out: str) -> str:
@@ -360,7 +247,7 @@ def main(argv: list[str] | None = None) -> int:
     ap.add_argument("--probe", action="store_true", help="print this machine's facts as JSON and exit")
     a = ap.parse_args(argv)
     if a.probe:
-        print(json.dumps(probe(), indent=1))
+        print(json.dumps(provision.probe(), indent=1))
         return 0
     steps = [s.strip() for s in a.steps.split(",") if s.strip()]
     if unknown := [s for s in steps if s not in STEPS]:

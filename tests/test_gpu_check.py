@@ -20,7 +20,8 @@ def _load(name: str):
     return module
 
 
-prepare, check = _load("prepare"), _load("check")
+prepare, check, compare = _load("prepare"), _load("check"), _load("compare_extract")
+VIDEOS = ROOT.parent / "shared" / "data" / "videos"
 
 
 def test_prepare_fetches_our_requirements_but_never_the_targets_torch() -> None:
@@ -30,7 +31,7 @@ def test_prepare_fetches_our_requirements_but_never_the_targets_torch() -> None:
 
 
 def test_check_installs_what_pyproject_needs_and_the_test_tools() -> None:
-    names = check.needed()
+    names = check.provision.needed()
     assert {"torchcodec", "webdataset", "albumentations", "pyyaml", "pytest"} <= set(names)
     assert "torch" not in names and "torchvision" not in names
 
@@ -76,3 +77,12 @@ def test_check_links_pyav_ffmpeg_sonames_and_respects_deb_glibc(tmp_path: Path, 
     libs = tmp_path / ".gpu-prefix" / "av" / "av.libs"
     assert (libs / "libavcodec.so.63").resolve().name == "libavcodec-d61378e8.so.63.1.102"
     assert (libs / "libswscale.so.10").is_symlink() and str(libs) in c.env["LD_LIBRARY_PATH"]
+
+
+@pytest.mark.slow
+@pytest.mark.skipif(not VIDEOS.is_dir(), reason="needs ../shared/data/videos")
+def test_compare_extract_runs_on_two_cpu_extractions(tmp_path: Path, capsys: pytest.CaptureFixture) -> None:
+    assert compare.main(["--videos", str(VIDEOS), "--work", str(tmp_path), "--devices", "cpu,cpu"]) == 0
+    out = capsys.readouterr().out
+    assert "same indices True" in out and "on cpu vs cpu: 0 differ" in out
+    assert "frames  408" in out  # the genuine HMDB51 clip: 408 frames decode, not the header's 409

@@ -46,7 +46,7 @@ from lsvit.pipeline.errors import LsvitError
 from lsvit.pipeline.shardindex import is_url, read_index, resolve_split_dir
 from lsvit.trainer.augment import AugConfig
 from lsvit.trainer.clips import make_prepare
-from lsvit.trainer.jpegclips import DeviceFrames, JpegClips
+from lsvit.trainer.jpegclips import DeviceEpoch, DeviceFrames, collate_jpegs
 from lsvit.trainer.preprocess import normalize  # re-exported: the loader's batches go through it
 from lsvit.trainer.samples import counted
 from lsvit.trainer.shardset import (
@@ -197,7 +197,8 @@ class ClipStream(IterableDataset):
         collate = _collate
         if cfg.decode_device is not None:  # each batch's augmentation seed, drawn in stream order
             batch_seeds = random.Random(seed + 1)
-            collate = lambda samples: _collate_jpegs(samples, batch_seeds.getrandbits(62))  # noqa: E731
+            collate = lambda samples: collate_jpegs(samples, batch_seeds.getrandbits(62))  # noqa: E731
+
         batches = iter(
             wds.DataPipeline(
                 lambda: self._draws(worker, workers, random.Random(seed)),
@@ -229,22 +230,11 @@ def _collate(samples: list[tuple[np.ndarray, int, str]]) -> tuple[torch.Tensor, 
     return frames.permute(*order), labels, [s[2] for s in samples]
 
 
-def _collate_jpegs(
-    samples: list[tuple[list[bytes], int, str]], seed: int
-) -> tuple[JpegClips, torch.Tensor, list[str]]:
-    labels = torch.tensor([s[1] for s in samples], dtype=torch.int64)
-    return JpegClips([s[0] for s in samples], seed), labels, [s[2] for s in samples]
-
-
 class _Epoch:
-    """Iterable over exactly ``steps`` batches of one rank; eval pads by repeating the last batch.
+    """Iterable over exactly ``steps`` batches of one rank; eval pads by repeating the last batch."""
 
-    With ``frames`` (``--decode cuda``) each batch's :class:`JpegClips` become uint8 frames on the device
-    here, in the consuming process.
-    """
-
-    def __init__(self, loader: DataLoader, steps: int, train: bool, exact: bool = True, frames=None):
-        self.loader, self.steps, self.train, self.exact, self.frames = loader, steps, train, exact, frames
+    def __init__(self, loader: DataLoader, steps: int, train: bool, exact: bool = True):
+        self.loader, self.steps, self.train, self.exact = loader, steps, train, exact
 
     def __len__(self) -> int:
         return self.steps
@@ -256,13 +246,6 @@ class _Epoch:
             yield batch
 
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
-        if self.frames is None:
-            yield from self._batches()
-            return
-        for clips, labels, keys in self._batches():
-            yield self.frames(clips) if isinstance(clips, JpegClips) else clips, labels, keys
-
-    def _batches(self) -> Iterator[tuple]:
         n, last = 0, None
         if not self.exact:  # a filtered evaluation subset: whatever this rank's shards hold
             yield from self._batches()
@@ -283,7 +266,7 @@ class _Epoch:
 
 def make_loader(
     cfg: DataConfig, subset: str, train: bool, rank: int = 0, world_size: int = 1, epoch: int = 0
-) -> tuple[_Epoch, int]:
+) -> tuple[_Epoch | DeviceEpoch, int]:
     """Builds one epoch's loader for one rank.
 
     Args:
@@ -323,14 +306,9 @@ def make_loader(
         pin_memory=pin,
         prefetch_factor=cfg.prefetch_factor if workers > 0 else None,
     )
-    frames = None
-    if cfg.decode_device is not None:
-        frames = DeviceFrames(
-            cfg.decode_device,
-            cfg.img_size,
-            cfg.num_frames,
-            train,
-            cfg.aug,
-            (1, 1) if train else cfg.test_views,
-        )
-    return _Epoch(loader, ss.steps, train, ss.exact, frames), ss.steps
+    epoch = _Epoch(loader, ss.steps, train, ss.exact)
+    if cfg.decode_device is None:
+        return epoch, ss.steps
+    views = (1, 1) if train else cfg.test_views
+    frames = DeviceFrames(cfg.decode_device, cfg.img_size, cfg.num_frames, train, cfg.aug, views)
+    return DeviceEpoch(epoch, frames), ss.steps

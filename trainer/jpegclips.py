@@ -133,3 +133,30 @@ class DeviceFrames:
             out.append(x.reshape(temporal * spatial, self.num_frames, *x.shape[3:]))
         y = torch.stack(out)
         return y[:, 0] if self.views == (1, 1) else y
+
+
+def collate_jpegs(
+    samples: list[tuple[list[bytes], int, str]], seed: int
+) -> tuple[JpegClips, torch.Tensor, list[str]]:
+    """A loader worker's batch: the clips' picked JPEGs with the batch's seed, labels, keys."""
+    labels = torch.tensor([s[1] for s in samples], dtype=torch.int64)
+    return JpegClips([s[0] for s in samples], seed), labels, [s[2] for s in samples]
+
+
+class DeviceEpoch:
+    """One epoch of :class:`JpegClips` batches, yielded as device frames: decoded where they are consumed.
+
+    Args:
+        batches: The loader's epoch (``batches.loader`` etc. stay reachable for benchmarks).
+        frames: Decodes and augments a batch.
+    """
+
+    def __init__(self, batches, frames: DeviceFrames) -> None:
+        self.batches, self.frames = batches, frames
+
+    def __len__(self) -> int:
+        return len(self.batches)
+
+    def __iter__(self):
+        for clips, labels, keys in self.batches:
+            yield self.frames(clips), labels, keys
