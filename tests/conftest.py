@@ -45,3 +45,14 @@ def make_hmdb(tmp_path_factory: pytest.TempPathFactory) -> Callable[[Layout], Pa
         return root
 
     return make
+
+
+@pytest.fixture
+def one_torch_thread():
+    """Tiny models on a shared 2-core machine: intra-op threads only add contention."""
+    import torch
+
+    n = torch.get_num_threads()
+    torch.set_num_threads(1)
+    yield
+    torch.set_num_threads(n)

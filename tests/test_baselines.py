@@ -28,12 +28,7 @@ TINY_HF = dict(image_size=32, patch_size=16, num_frames=4, hidden_size=32, num_h
                num_attention_heads=2, intermediate_size=64)  # fmt: skip
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture(scope="module")

@@ -6,6 +6,8 @@ import io
 import json
 import pickle
 import shutil
+import subprocess
+import sys
 import threading
 from collections import Counter
 from pathlib import Path
@@ -160,6 +162,22 @@ def test_eval_covers_every_test_sample_once(split_dir, world_size, workers):
     assert sorted(firsts) == sorted(want)
     if world_size == 1:
         assert len(per_rank[0]) == len(want)
+
+
+def test_workers_start_after_opencv_ran_threaded_in_the_parent(split_dir):
+    """OpenCV's thread pool, once used in the parent, made forked workers hang in cv2.setNumThreads."""
+    script = f"""
+import cv2, numpy as np
+from lsvit.trainer.data import DataConfig, make_loader
+img = np.zeros((1500, 1500, 3), np.uint8)
+for _ in range(3):
+    cv2.GaussianBlur(img, (9, 9), 3)  # parallel: the pool's threads now wait in the parent
+c = DataConfig(shards={str(split_dir)!r}, img_size={IMG}, num_frames={T}, batch_size=2, workers=2)
+loader, _ = make_loader(c, "test", False)
+print(sum(len(keys) for _, _, keys in loader))
+"""
+    out = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True, timeout=120)
+    assert out.returncode == 0 and out.stdout.split() == ["5"], out.stderr[-2000:]
 
 
 def test_eval_is_deterministic_centre_crop(split_dir):

@@ -18,13 +18,7 @@ from lsvit.trainer.deploy_cli import demo_main, export_main
 pytest_plugins = ["fixtures_train", "fixtures_hostile"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on a shared machine: intra-op threads only add contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _clip(shards: Path) -> Path:

@@ -16,7 +16,6 @@ from pathlib import Path
 
 import numpy as np
 import pytest
-import torch
 from helpers_hostile import TINY, bomb, edit_sample, files, one_error, run_main
 from PIL import Image
 
@@ -32,12 +31,7 @@ pytest_plugins = ["fixtures_train", "fixtures_hostile"]
 CLI = [sys.executable, "-m", "lsvit.trainer.cli"]
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 @pytest.fixture

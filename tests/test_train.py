@@ -39,13 +39,7 @@ TINY = dict(
 VOLATILE = ("train_clips_per_s", "epoch_s")  # wall-clock figures differ between runs
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    """Tiny models on a shared 2-core machine: intra-op threads only add contention."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 def _cfg(shards: Path, out: Path, **kw) -> TrainConfig:

@@ -29,12 +29,7 @@ TINY_ARGS = ["--model-kwargs", SHAPE, "--img-size", "32", "--num-frames", "8", "
 SYNTH = {"generator": "lsvit synth", "motions": 2, "settings": {"scale": 0.5, "seed": 0}}
 
 
-@pytest.fixture(autouse=True)
-def _one_thread():
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
+pytestmark = pytest.mark.usefixtures("one_torch_thread")
 
 
 # --- progress, figures, event tags, the synthetic note: no training -------------------------------------

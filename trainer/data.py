@@ -176,8 +176,6 @@ class ClipStream(IterableDataset):
     def __iter__(self) -> Iterator[tuple[torch.Tensor, torch.Tensor, list[str]]]:
         info = get_worker_info()
         worker, workers = (info.id, info.num_workers) if info else (0, 1)
-        if info is not None:
-            cv2.setNumThreads(1)  # parallelism comes from the workers; OpenCV threads would oversubscribe
         cfg, seed = self.cfg, seed_for(self.cfg.seed, self.epoch, self.rank, worker)
         clip = make_prepare(
             train=self.train,
@@ -298,6 +296,10 @@ def make_loader(
         workers = min(workers, train_steps(ss.total_draws, world_size, cfg.batch_size))
     ss = plan_epoch(ss, train, world_size, workers, cfg.batch_size, exact=subset != "val")
     dataset = ClipStream(cfg, ss, train, rank, world_size, epoch)
+    if workers > 0:
+        # Parallelism comes from the workers: OpenCV's own threads would oversubscribe the cores. Set here,
+        # before the fork: in a forked worker, setNumThreads hangs on the parent's idle pool threads' state.
+        cv2.setNumThreads(1)
     pin = torch.cuda.is_available() if cfg.pin_memory is None else cfg.pin_memory
     loader = DataLoader(
         dataset,
