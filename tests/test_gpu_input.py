@@ -146,7 +146,7 @@ def test_resolve_decode(caplog: pytest.LogCaptureFixture) -> None:
     assert resolve_decode("cpu", cpu) == "cpu"
     with caplog.at_level(logging.WARNING):
         assert resolve_decode("auto", cpu) == "cpu"
-    assert "training runs on the CPU" in caplog.text
+    assert not caplog.text  # the run header says where decoding runs; falling back on CUDA is what warns
     with pytest.raises(DecodeError, match=r"--decode cuda cannot be used: .*pass --decode cpu or auto"):
         resolve_decode("cuda", cpu)
     with pytest.raises(DecodeError, match="allowed: auto, cpu, cuda"):

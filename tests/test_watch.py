@@ -184,7 +184,7 @@ def test_a_watched_run_resumes_its_events_and_stops_at_max_steps(synth_shards, t
         == "train 35 (hybrid balancing: 35 draws an epoch), val 5 (held out of train), test 20"
     )
     assert "effective batch 4 (4 clips x 1 rank x 1 accumulation)" in header["batch"]
-    assert header["device"] == "cpu (1 threads), float32 (AMP off)"
+    assert header["device"] == "cpu (1 thread), float32 (AMP off)"
     assert f"--max-steps {upe + 2}: stopped at update {upe + 2}" in out and "epoch 2/3" in out
     assert (
         "best.pt: epoch" in out and "worst classes" in out and "┃ class" not in out

@@ -80,7 +80,8 @@ def _device(ctx: Dist, dtype: torch.dtype | None) -> str:
     if dev.type == "cuda":
         where = f"{dev} ({torch.cuda.get_device_name(dev)})"
     elif dev.type == "cpu":
-        where = f"cpu ({torch.get_num_threads()} threads)"
+        n = torch.get_num_threads()
+        where = f"cpu ({n} thread{'s' if n != 1 else ''})"
     else:
         where = str(dev)
     amp = {

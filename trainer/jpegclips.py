@@ -71,7 +71,8 @@ def resolve_decode(decode: str, device: torch.device) -> str:
         return "cuda"
     if decode == "cuda":
         raise DecodeError(f"--decode cuda cannot be used: {why}; pass --decode cpu or auto")
-    log.warning("JPEGs decoded by the loader workers on the CPU (--decode auto): %s", why)
+    if device.type == "cuda":  # on the CPU, the workers are where auto is meant to decode: nothing to warn of
+        log.warning("JPEGs decoded by the loader workers on the CPU (--decode auto): %s", why)
     return "cpu"
 
 
