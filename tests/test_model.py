@@ -209,17 +209,8 @@ def moving_blobs(
     return img[:, :, None].expand(-1, -1, 3, -1, -1).contiguous(), labels  # (n, T, 3, H, W)
 
 
-@pytest.fixture
-def one_thread():
-    """One torch thread (deterministic, and kind to a shared machine), restored afterwards."""
-    n = torch.get_num_threads()
-    torch.set_num_threads(1)
-    yield
-    torch.set_num_threads(n)
-
-
 @pytest.mark.slow
-@pytest.mark.usefixtures("one_thread")
+@pytest.mark.usefixtures("one_torch_thread")
 def test_lsvit_learns_motion_direction_that_frame_averaging_cannot() -> None:
     g = torch.Generator().manual_seed(0)
     x_train, y_train = moving_blobs(1024, g)
