@@ -2,12 +2,12 @@
 a console script in-process, a free port."""
 
 import socket
-import sys
 from collections.abc import Callable
 from pathlib import Path
 
 import pytest
 import torch
+from helpers_hostile import run_main
 
 from lsvit.pipeline.synth import CLASSES
 from lsvit.trainer import checkpoint as ck
@@ -57,16 +57,8 @@ def make_checkpoint(
 
 
 def run_cli(main: Callable[[], None], args: list[str], capsys, monkeypatch) -> tuple[int, str, str]:
-    """Runs a console-script entry point in-process, as the shell would: (exit status, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["lsvit", *map(str, args)])
-    capsys.readouterr()
-    try:
-        main()
-        code = 0
-    except SystemExit as e:
-        code = e.code if isinstance(e.code, int) else (0 if e.code is None else 1)
-    out = capsys.readouterr()
-    return code, out.out, out.err
+    """:func:`helpers_hostile.run_main` with the argument order of the deploy tests."""
+    return run_main(main, monkeypatch, capsys, *args)
 
 
 def free_port() -> int:

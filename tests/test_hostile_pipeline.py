@@ -14,6 +14,7 @@ import time
 from pathlib import Path
 
 import pytest
+from helpers_hostile import one_error, run_main
 
 import lsvit.pipeline.extract as ex
 from lsvit.pipeline import lock, records
@@ -51,23 +52,7 @@ def _cfg(root: Path, out: Path, **kw) -> ex.ExtractConfig:
 
 def _run(monkeypatch, capsys, *args: str) -> tuple[int, str, str]:
     """Runs ``lsvit-pipeline ARGS`` in this process: (exit code, stdout, stderr)."""
-    monkeypatch.setattr(sys, "argv", ["lsvit-pipeline", *args])
-    code = 0
-    try:
-        main()
-    except SystemExit as e:
-        code = e.code or 0
-    out, err = capsys.readouterr()
-    return code, out, err
-
-
-def _one_error(err: str) -> str:
-    """The single `error:` line of a failed command; no traceback, nothing after it."""
-    assert "Traceback" not in err, err
-    lines = [line for line in err.splitlines() if line.strip()]
-    errors = [line for line in lines if line.startswith("error: ")]
-    assert len(errors) == 1 and lines[-1] == errors[0], err
-    return errors[0]
+    return run_main(main, monkeypatch, capsys, *args)
 
 
 @pytest.fixture(scope="module")
@@ -155,7 +140,7 @@ def test_bad_class_name_is_an_error_naming_the_split_file(
         "--workers",
         "0",
     )
-    line = _one_error(err)
+    line = one_error(err)
     assert code == 2 and message in line and "rename or remove that file" in line, line
     assert "split file" in line and str(_splits(root)) in line
     assert not out.exists()  # nothing extracted, nothing written
@@ -257,7 +242,7 @@ def test_second_run_into_the_same_out_is_refused_and_the_first_completes(
         time.sleep(0.01)
     assert first.poll() is None, "the first run ended before the second could start"
     code, _, err = _run(monkeypatch, capsys, *args, "--workers", "0")
-    line = _one_error(err)
+    line = one_error(err)
     assert code == 2 and f"{out / 'split1'} is in use by another extract run (pid {first.pid} on " in line
     assert f"extract --data-root {tree}" in line and "a killed run releases its lock" in line
     _, stderr = first.communicate(timeout=300)
@@ -293,7 +278,7 @@ def test_synth_refuses_a_second_run_into_the_same_tree(tmp_path, monkeypatch, ca
     out.mkdir()
     with lock.hold(out, LOCK, "synth"):
         code, _, err = _run(monkeypatch, capsys, "synth", "--out", str(out), "--scale", "0.01")
-    assert code == 2 and "is in use by another synth run" in _one_error(err)
+    assert code == 2 and "is in use by another synth run" in one_error(err)
     assert sorted(p.name for p in out.iterdir()) == [LOCK]  # nothing written
 
 
@@ -316,7 +301,7 @@ def test_unusable_out_is_one_line(tree, tmp_path, monkeypatch, capsys, command, 
     out = where.format(tmp=tmp_path)
     args = ["--data-root", str(tree), "--device", "cpu", "--workers", "0"] if command == "extract" else []
     code, _, err = _run(monkeypatch, capsys, command, "--out", out, *args)
-    line = _one_error(err)
+    line = one_error(err)
     assert code == 2 and f"--out {out}" in line and message in line, line
     assert (tmp_path / "file").read_text() == "not a folder"
     assert not Path("/proc/lsvit-out").exists()
@@ -327,9 +312,9 @@ def test_data_root_that_is_a_file_and_part_0_of_0(tmp_path, monkeypatch, capsys)
     code, _, err = _run(
         monkeypatch, capsys, "extract", "--data-root", str(tmp_path / "root"), "--out", str(tmp_path / "o")
     )
-    assert code == 2 and f"data root {tmp_path / 'root'} is not a folder" in _one_error(err)
+    assert code == 2 and f"data root {tmp_path / 'root'} is not a folder" in one_error(err)
     code, _, err = _run(monkeypatch, capsys, "extract", "--part", "0/0", "--out", str(tmp_path / "o"))
-    line = _one_error(err)
+    line = one_error(err)
     assert code == 2 and "--part 0/0: N must be 1 or more" in line and "-1" not in line
     assert not (tmp_path / "o").exists()
 
@@ -360,7 +345,7 @@ def test_symlinks_leading_outside_the_data_root_are_followed_and_reported(tree, 
 def test_failed_eda_leaves_no_folder_behind(tmp_path, monkeypatch, capsys):
     out = tmp_path / "reports" / "eda"
     code, _, err = _run(monkeypatch, capsys, "eda", "--shards", str(tmp_path / "nope"), "--out", str(out))
-    assert code == 2 and "does not exist" in _one_error(err)
+    assert code == 2 and "does not exist" in one_error(err)
     assert not (tmp_path / "reports").exists() or not any((tmp_path / "reports").iterdir())
     assert not out.exists()
 
@@ -368,7 +353,7 @@ def test_failed_eda_leaves_no_folder_behind(tmp_path, monkeypatch, capsys):
 def test_eda_out_that_is_a_file_is_one_line(ref, tmp_path, monkeypatch, capsys):
     (tmp_path / "report").write_text("x")
     code, _, err = _run(monkeypatch, capsys, "eda", "--shards", str(ref), "--out", str(tmp_path / "report"))
-    assert code == 2 and "--out" in _one_error(err) and "not a folder" in err
+    assert code == 2 and "--out" in one_error(err) and "not a folder" in err
     assert (tmp_path / "report").read_text() == "x"
 
 
@@ -392,7 +377,7 @@ def test_a_write_that_fails_is_one_line_and_a_rerun_resumes(tree, ref, tmp_path,
     r = subprocess.run(
         cmd, capture_output=True, text=True, timeout=300, preexec_fn=_limit_file_size(biggest - 1)
     )
-    line = _one_error(r.stderr)
+    line = one_error(r.stderr)
     assert r.returncode == 2 and line.startswith(f"error: cannot write {out / 'split1'}/"), line
     assert ".tar (File too large); free space or fix the folder, then rerun the same command" in line
     assert not list(out.rglob("*.tmp")) and not (out / "split1" / "index.json").exists()
@@ -438,7 +423,7 @@ def test_a_full_disk_is_one_line_and_a_rerun_after_freeing_space_resumes(tree, r
         f"> {tmp_path}/out2 2>&1; echo $? > {tmp_path}/rc2; cp -r {disk}/out {keep}"
     )
     subprocess.run(["unshare", "-rm", "sh", "-c", script], check=True, timeout=600)
-    line = _one_error((tmp_path / "err1").read_text())
+    line = one_error((tmp_path / "err1").read_text())
     assert (tmp_path / "rc1").read_text().strip() == "2" and "(No space left on device)" in line, line
     assert "then rerun the same command: finished work is kept and it resumes" in line
     assert (tmp_path / "tmps").read_text() == ""  # the half-written file was removed
@@ -478,7 +463,7 @@ def test_verify_names_each_damaged_shard(ref, tmp_path, monkeypatch, capsys):
     (split_dir / "test-000000.tar").write_bytes((split_dir / "test-000000.tar").read_bytes()[:-512])
     (split_dir / "train-000001.tar").unlink()
     code, _, err = _run(monkeypatch, capsys, "verify", str(tmp_path))  # a shard folder with one split
-    line = _one_error(err)
+    line = one_error(err)
     assert code == 2 and line.startswith(f"error: 3 file(s) in {split_dir} do not match index.json: ")
     for name in ("train-000000.tar", "test-000000.tar", "train-000001.tar"):
         assert name in line
@@ -492,7 +477,7 @@ def test_verify_catches_a_train_shard_swapped_for_a_test_shard(tree, tmp_path, m
     split_dir = tmp_path / "split1"
     shutil.copy(split_dir / "test-000000.tar", split_dir / "train-000000.tar")  # one sample each
     code, _, err = _run(monkeypatch, capsys, "verify", str(split_dir))
-    assert code == 2 and "train-000000.tar" in _one_error(err)
+    assert code == 2 and "train-000000.tar" in one_error(err)
     assert "bad: train-000000.tar: " in err
 
 
@@ -501,7 +486,7 @@ def test_verify_refuses_while_a_run_writes_the_folder(ref, tmp_path, monkeypatch
     shutil.copytree(ref, split_dir)
     with lock.hold(split_dir, ".lock", "test"):
         code, _, err = _run(monkeypatch, capsys, "verify", str(split_dir))
-    assert code == 2 and f"is being written right now (pid {os.getpid()} on " in _one_error(err)
+    assert code == 2 and f"is being written right now (pid {os.getpid()} on " in one_error(err)
 
 
 def test_resume_extracts_a_damaged_shard_again(tree, ref, tmp_path, capsys):
@@ -560,7 +545,7 @@ def test_merge_of_damaged_parts_is_one_line(parts, tmp_path, monkeypatch, capsys
     shutil.copytree(parts, split_dir)
     damage(split_dir)
     code, _, err = _run(monkeypatch, capsys, "merge", str(split_dir))
-    assert code == 2 and re.search(message, _one_error(err)), err
+    assert code == 2 and re.search(message, one_error(err)), err
     assert not (split_dir / "index.json").exists() and not (split_dir / "failures.jsonl").exists()
 
 
@@ -571,6 +556,6 @@ def test_verify_checks_part_indexes_before_merge(parts, tmp_path, monkeypatch, c
     assert code == 0 and "match index-p0of2.json, index-p1of2.json" in out
     _damage(split_dir / "train-p1of2-000001.tar")
     code, _, err = _run(monkeypatch, capsys, "verify", str(split_dir))
-    line = _one_error(err)
+    line = one_error(err)
     assert code == 2 and "train-p1of2-000001.tar" in line
     assert "rerun `lsvit-pipeline extract --part i/N` for part(s) 1/2" in line and "merge" in line

@@ -18,6 +18,7 @@ import torch
 from torch import nn
 
 from lsvit.pipeline.errors import LsvitError
+from lsvit.trainer.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 PREFIX = "hf:"
 PROCESSOR_FILES = ("preprocessor_config.json", "video_preprocessor_config.json")
@@ -25,7 +26,6 @@ HEAD = (
     "classifier.",
     "fc_norm.",
 )  # modules after the trunk: new when the folder has none (self-supervised weights)
-_IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 class HfModelError(LsvitError):
@@ -139,7 +139,7 @@ def read_spec(path: Path) -> HfSpec:
         if crop != size:
             raise HfModelError(f"--model hf:{path}: its processor crops {crop}px, its config says {size}px")
         return HfSpec(int(frames), int(size), mean, std, int(resize), f"{path}/{found[0]}")
-    return HfSpec(int(frames), int(size), _IMAGENET_MEAN, _IMAGENET_STD, int(size), "")
+    return HfSpec(int(frames), int(size), IMAGENET_MEAN, IMAGENET_STD, int(size), "")
 
 
 class HfVideo(nn.Module):

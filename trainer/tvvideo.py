@@ -15,10 +15,10 @@ import torch
 from torch import nn
 
 from lsvit.pipeline.errors import LsvitError
+from lsvit.trainer.preprocess import IMAGENET_MEAN, IMAGENET_STD
 
 PREFIX = "tv:"
 _KINETICS_MEAN, _KINETICS_STD = (0.43216, 0.394666, 0.37645), (0.22803, 0.22145, 0.216989)
-_IMAGENET_MEAN, _IMAGENET_STD = (0.485, 0.456, 0.406), (0.229, 0.224, 0.225)
 
 
 @dataclass(frozen=True)
@@ -44,7 +44,7 @@ SPECS = {
         16, 224, _KINETICS_MEAN, _KINETICS_STD, ("classifier.",), "s3d-d76dad2f.pth", False, 14, 224
     ),
     "mvit_v2_s": TvSpec(16, 224, (0.45,) * 3, (0.225,) * 3, ("head.",), "mvit_v2_s-ae3be167.pth", True),
-    "swin3d_t": TvSpec(16, 224, _IMAGENET_MEAN, _IMAGENET_STD, ("head.",), "swin3d_t-7615ae03.pth"),
+    "swin3d_t": TvSpec(16, 224, IMAGENET_MEAN, IMAGENET_STD, ("head.",), "swin3d_t-7615ae03.pth"),
 }
 WEIGHTS_URL = "https://download.pytorch.org/models/"
 
