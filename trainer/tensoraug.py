@@ -16,6 +16,7 @@ from dataclasses import dataclass
 
 import torch
 import torch.nn.functional as F
+import torchvision.transforms.v2.functional as TF
 
 from lsvit.trainer.augment import AugConfig
 from lsvit.trainer.temporal import crop_offsets
@@ -106,16 +107,6 @@ def resize(x: torch.Tensor, size: tuple[int, int]) -> torch.Tensor:
     return F.interpolate(x, size=size, mode="bilinear", align_corners=False)
 
 
-def _blur(x: torch.Tensor, sigma: float) -> torch.Tensor:
-    """Separable Gaussian blur with reflected borders; the kernel spans +-3 sigma (OpenCV's 8-bit rule)."""
-    radius = max(1, round(3 * sigma))
-    t = torch.arange(-radius, radius + 1, dtype=x.dtype, device=x.device)
-    k = torch.exp(-0.5 * (t / sigma) ** 2)
-    k = (k / k.sum()).view(1, 1, 1, -1).expand(x.shape[1], 1, 1, -1)
-    x = F.conv2d(F.pad(x, (radius, radius, 0, 0), mode="reflect"), k, groups=x.shape[1])
-    return F.conv2d(F.pad(x, (0, 0, radius, radius), mode="reflect"), k.transpose(2, 3), groups=x.shape[1])
-
-
 def _shift_hsv(x: torch.Tensor, hue: float, sat: float) -> torch.Tensor:
     """Shifts hue (OpenCV units, 180 = full circle) and saturation (0-255 units) of float 0-255 RGB frames."""
     rgb = x / 255.0
@@ -148,7 +139,9 @@ def augment_clip(frames: torch.Tensor, p: ClipParams, img_size: int) -> torch.Te
     top, left, h, w = p.box
     x = resize(frames[:, :, top : top + h, left : left + w].float(), (img_size, img_size))
     if p.blur_sigma is not None and p.blur_sigma > 0:
-        x = _blur(x, p.blur_sigma)
+        x = TF.gaussian_blur(
+            x, [2 * max(1, round(3 * p.blur_sigma)) + 1] * 2, [p.blur_sigma] * 2
+        )  # +-3 sigma
     if p.flip:
         x = x.flip(-1)
     if p.alpha is not None:
