@@ -11,9 +11,7 @@ import re
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 from pathlib import Path
-from typing import BinaryIO
 
-import webdataset as wds
 from torchcodec.encoders import JpegEncoder
 
 from lsvit.pipeline.atomic import atomic_open
@@ -21,10 +19,12 @@ from lsvit.pipeline.decode import DecodedClip
 from lsvit.pipeline.errors import LsvitError
 from lsvit.pipeline.records import RECORDS_DIRNAME
 from lsvit.pipeline.splits import SUBSETS, ClipEntry
+from lsvit.pipeline.tarstream import TarStream
 
 # Fixed tar header fields: together with deterministic content they make reruns byte-identical.
 TAR_MTIME = 0  # an int: a float mtime makes tarfile add a PAX header (1 kB) to every member
 TAR_OWNER = "lsvit"
+TAR_MODE = 0o444  # webdataset TarWriter's default
 _UNSAFE = re.compile(r"[^A-Za-z0-9_-]+")
 _PART_RE = re.compile(r"^\s*(\d+)\s*/\s*(\d+)\s*$")
 
@@ -178,18 +178,6 @@ def plan_shards(
     return jobs
 
 
-class _Hashing:
-    """A write-only file that passes bytes on to ``fh`` and keeps their sha256 and count."""
-
-    def __init__(self, fh: BinaryIO) -> None:
-        self.fh, self.sha256, self.size = fh, hashlib.sha256(), 0
-
-    def write(self, data: bytes) -> int:
-        self.sha256.update(data)
-        self.size += len(data)
-        return self.fh.write(data)
-
-
 class _NoShard(Exception):
     """Every clip of the shard failed: no tar is published (stock WebDataset rejects an empty one)."""
 
@@ -197,9 +185,10 @@ class _NoShard(Exception):
 def write_shard(
     path: Path, samples: Iterable[dict], before_publish: Callable[[], None] | None = None
 ) -> dict:
-    """Writes samples with webdataset's ``TarWriter`` to ``<path>.tmp`` and renames it to ``path``.
+    """Writes samples as a tar to ``<path>.tmp`` and renames it to ``path``.
 
-    The tar is hashed as it is written (:class:`_Hashing`), not read back afterwards.
+    The bytes are exactly those of webdataset's ``TarWriter(encoder=False, mtime=0, user=group=lsvit)``
+    (:class:`lsvit.pipeline.tarstream.TarStream` writes them with less overhead and hashes them as it goes).
 
     Args:
         path: Final tar path.
@@ -216,16 +205,14 @@ def write_shard(
     count = 0
     try:
         with atomic_open(path, "wb") as fh:
-            out = _Hashing(fh)
-            with wds.TarWriter(
-                out, user=TAR_OWNER, group=TAR_OWNER, compress=False, encoder=False, mtime=TAR_MTIME
-            ) as writer:
-                for sample in samples:
-                    writer.write(sample)
-                    count += 1
-                if count == 0:
-                    raise _NoShard
-            info = {"count": count, "bytes": out.size, "sha256": out.sha256.hexdigest()}
+            tar = TarStream(fh, mode=TAR_MODE, owner=TAR_OWNER, mtime=TAR_MTIME)
+            for sample in samples:
+                tar.write(sample)
+                count += 1
+            if count == 0:
+                raise _NoShard
+            tar.close()
+            info = {"count": count, "bytes": tar.size, "sha256": tar.sha256.hexdigest()}
             if before_publish is not None:
                 before_publish()
     except _NoShard:

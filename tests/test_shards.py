@@ -1,6 +1,7 @@
 """Shard format: keys, the shard plan, atomic reproducible tars, completion records."""
 
 import hashlib
+import io
 import json
 import random
 import re
@@ -12,6 +13,7 @@ import webdataset as wds
 from lsvit.pipeline import merge, records
 from lsvit.pipeline import shards as sh
 from lsvit.pipeline.splits import ClipEntry
+from lsvit.pipeline.tarstream import TarStream
 
 KEY_RE = re.compile(r"^[A-Za-z0-9_-]+$")
 
@@ -120,8 +122,8 @@ def test_write_shard_is_atomic_reproducible_and_plain_tar(tmp_path) -> None:
 
 @pytest.mark.parametrize(
     "stem", ["k", "k" * 94, "k" * 95, "a_" * 60 + "long"]
-)  # names up to and over 100 bytes (a PAX header)
-def test_write_shard_hashes_what_it_writes(tmp_path, stem) -> None:
+)  # names up to and over 100 bytes
+def test_tar_stream_writes_exactly_what_webdataset_tarwriter_writes(tmp_path, stem) -> None:
     rng = random.Random(0)
     samples = [
         {
@@ -133,14 +135,20 @@ def test_write_shard_hashes_what_it_writes(tmp_path, stem) -> None:
         }
         for i, size in enumerate([0, 1, 511, 512, 513, 10240, 30000])
     ]
-    path = tmp_path / "s.tar"
-    info = sh.write_shard(path, samples)
-    data = path.read_bytes()
-    assert info == {"count": 7, "bytes": len(data), "sha256": hashlib.sha256(data).hexdigest()}
-    assert len(data) % 10240 == 0
-    got = list(wds.WebDataset(str(path), shardshuffle=False))
-    assert [s["__key__"] for s in got] == [f"{stem}{i}" for i in range(7)]
-    assert [s["f00.jpg"] for s in got] == [s["f00.jpg"] for s in samples] and "_hidden" not in got[0]
+    ours, theirs = io.BytesIO(), io.BytesIO()
+    stream = TarStream(ours, mode=sh.TAR_MODE, owner=sh.TAR_OWNER, mtime=sh.TAR_MTIME)
+    with wds.TarWriter(
+        theirs, user=sh.TAR_OWNER, group=sh.TAR_OWNER, compress=False, encoder=False, mtime=sh.TAR_MTIME
+    ) as writer:
+        for sample in samples:
+            stream.write(sample)
+            writer.write(sample)
+    stream.close()
+    assert ours.getvalue() == theirs.getvalue()
+    assert stream.size == len(ours.getvalue()) and stream.size % 10240 == 0
+    assert stream.sha256.hexdigest() == hashlib.sha256(ours.getvalue()).hexdigest()
+    with pytest.raises(ValueError, match="not bytes"):
+        stream.write({"__key__": "x", "cls": 3})
 
 
 def test_write_shard_failure_leaves_nothing(tmp_path) -> None:
