@@ -80,7 +80,9 @@ def clip_stats(
     x = frames.cpu().numpy() if isinstance(frames, torch.Tensor) else np.asarray(frames)
     if x.dtype != np.uint8 or x.ndim != 4 or x.shape[-1] != 3 or 0 in x.shape:
         raise ValueError(f"frames must be non-empty (T, H, W, 3) uint8, got {tuple(x.shape)} {x.dtype}")
-    x = np.ascontiguousarray(x[stat_frames(len(x), limit)])
+    if limit is not None and len(x) > limit:
+        x = x[stat_frames(len(x), limit)]
+    x = np.ascontiguousarray(x)
     t, h, w, _ = x.shape
     per_frame = np.zeros((t, 3))  # mean luma, variance of luma, variance of the Laplacian
     counts = np.zeros((3, 256))  # per channel and level; calcHist counts in int, exact as float32 per frame
